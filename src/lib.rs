@@ -1,1 +1,13 @@
+//! vecwal: a write-ahead-log shipper for point-in-time recovery of Qdrant and Redis.
+//!
+//! The modules follow the data's way from capture to restore (see DESIGN.md §4):
+//! - [`log`]: the local durable log: append with group commit, roll, seal, recovery,
+//!   memory-mapped readers and verification.
+//! - [`time`]: parsing operator-given times (RFC 3339, relative `-15m`) and durations.
+//! - [`cli`]: the `vecwal` command line, one file per subcommand.
+//!
+//! The on-disk format itself is the `vecwal-format` crate (`wal-format/`).
 
+pub mod cli;
+pub mod log;
+pub mod time;

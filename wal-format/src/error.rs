@@ -64,7 +64,11 @@ impl FormatError {
         }
     }
 
-    pub(crate) fn malformed(what: impl Into<String>, offset: u64, detail: impl Into<String>) -> Self {
+    pub(crate) fn malformed(
+        what: impl Into<String>,
+        offset: u64,
+        detail: impl Into<String>,
+    ) -> Self {
         FormatError::Malformed {
             what: what.into(),
             offset,

@@ -46,6 +46,9 @@ pub struct SegmentHeader {
 }
 
 impl SegmentHeader {
+    /// The longest a header can be: a stream name of [`MAX_STREAM_NAME_LEN`] bytes.
+    pub const MAX_LEN: usize = HEADER_FIXED_LEN + MAX_STREAM_NAME_LEN + 4;
+
     /// Encoded length in bytes.
     pub fn encoded_len(&self) -> usize {
         HEADER_FIXED_LEN + self.stream_name.len() + 4
@@ -56,7 +59,10 @@ impl SegmentHeader {
             return Err(FormatError::malformed(
                 "segment header",
                 48,
-                format!("stream name must be 1..={MAX_STREAM_NAME_LEN} bytes, got {}", self.stream_name.len()),
+                format!(
+                    "stream name must be 1..={MAX_STREAM_NAME_LEN} bytes, got {}",
+                    self.stream_name.len()
+                ),
             ));
         }
         Ok(())
@@ -126,7 +132,11 @@ impl SegmentHeader {
                 have: data.len() as u64,
             });
         }
-        let stored = u32::from_le_bytes(data[header_len - 4..header_len].try_into().expect("4 bytes"));
+        let stored = u32::from_le_bytes(
+            data[header_len - 4..header_len]
+                .try_into()
+                .expect("4 bytes"),
+        );
         let computed = crc32fast::hash(&data[..header_len - 4]);
         if stored != computed {
             return Err(FormatError::Checksum {
@@ -138,15 +148,28 @@ impl SegmentHeader {
         }
         // Past the checksum, a bad field was written that way: report it as malformed.
         if features & !KNOWN_FEATURES != 0 {
-            return Err(FormatError::UnsupportedFeatures { offset: 12, flags: features });
+            return Err(FormatError::UnsupportedFeatures {
+                offset: 12,
+                flags: features,
+            });
         }
         if reserved != 0 {
-            return Err(FormatError::malformed("segment header", 11, "reserved byte is not 0"));
+            return Err(FormatError::malformed(
+                "segment header",
+                11,
+                "reserved byte is not 0",
+            ));
         }
         let kind = match kind_code {
             1 => SegmentKind::Open,
             2 => SegmentKind::Sealed,
-            k => return Err(FormatError::malformed("segment header", 10, format!("unknown segment kind {k}"))),
+            k => {
+                return Err(FormatError::malformed(
+                    "segment header",
+                    10,
+                    format!("unknown segment kind {k}"),
+                ))
+            }
         };
         let first_lsn = c.u64()?;
         let created_us = c.i64()?;

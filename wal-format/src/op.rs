@@ -26,7 +26,10 @@ pub enum Operation {
     /// A Qdrant gRPC request that Qdrant accepted: the method path and the protobuf message.
     QdrantGrpc { path: String, message: Vec<u8> },
     /// First record of a stream (or of a new timeline).
-    StreamStart { source: String, vecwal_version: String },
+    StreamStart {
+        source: String,
+        vecwal_version: String,
+    },
     /// A base snapshot containing every record with LSN <= `snapshot_lsn` and none after.
     Snapshot {
         snapshot_lsn: u64,
@@ -78,7 +81,10 @@ impl Operation {
                 put_str16(&mut out, path);
                 put_bytes32(&mut out, message);
             }
-            Operation::StreamStart { source, vecwal_version } => {
+            Operation::StreamStart {
+                source,
+                vecwal_version,
+            } => {
                 put_str16(&mut out, source);
                 put_str16(&mut out, vecwal_version);
             }
@@ -107,7 +113,10 @@ impl Operation {
                 ..
             } => vec![method, path, content_type],
             Operation::QdrantGrpc { path, .. } => vec![path],
-            Operation::StreamStart { source, vecwal_version } => vec![source, vecwal_version],
+            Operation::StreamStart {
+                source,
+                vecwal_version,
+            } => vec![source, vecwal_version],
             Operation::Snapshot { name, .. } | Operation::RestorePoint { name } => vec![name],
             Operation::RedisCommand { .. } | Operation::RedisMulti { .. } => vec![],
         };
@@ -116,7 +125,11 @@ impl Operation {
                 return Err(FormatError::malformed(
                     "operation",
                     0,
-                    format!("a {} field of {} bytes exceeds 65535", self.kind().name(), s.len()),
+                    format!(
+                        "a {} field of {} bytes exceeds 65535",
+                        self.kind().name(),
+                        s.len()
+                    ),
                 ));
             }
         }
@@ -128,7 +141,9 @@ impl Operation {
     pub fn decode(kind: Kind, payload: &[u8]) -> Result<Operation> {
         let mut c = Cursor::new(payload, 0, "operation payload");
         let op = match kind {
-            Kind::RedisCommand => Operation::RedisCommand { argv: get_argv(&mut c)? },
+            Kind::RedisCommand => Operation::RedisCommand {
+                argv: get_argv(&mut c)?,
+            },
             Kind::RedisMulti => {
                 let n = c.u32()? as usize;
                 // Each command takes at least its 4-byte argc: bound the count by the input
@@ -160,7 +175,9 @@ impl Operation {
                 sha256: c.array()?,
                 name: c.str16("name")?,
             },
-            Kind::RestorePoint => Operation::RestorePoint { name: c.str16("name")? },
+            Kind::RestorePoint => Operation::RestorePoint {
+                name: c.str16("name")?,
+            },
             Kind::Unknown(code) => {
                 return Err(FormatError::malformed(
                     "operation payload",
@@ -179,7 +196,10 @@ fn check_count(c: &Cursor<'_>, n: usize, min_each: usize) -> Result<()> {
         return Err(FormatError::malformed(
             "operation payload",
             c.offset(),
-            format!("count {n} cannot fit in the {} remaining bytes", c.remaining()),
+            format!(
+                "count {n} cannot fit in the {} remaining bytes",
+                c.remaining()
+            ),
         ));
     }
     Ok(())

@@ -10,7 +10,11 @@ use crate::seq::SequenceCheck;
 pub fn open_segment_header(data: &[u8]) -> Result<(SegmentHeader, usize)> {
     let (header, len) = SegmentHeader::decode(data)?;
     if header.kind != SegmentKind::Open {
-        return Err(FormatError::malformed("segment header", 10, "a sealed segment, not an open one"));
+        return Err(FormatError::malformed(
+            "segment header",
+            10,
+            "a sealed segment, not an open one",
+        ));
     }
     Ok((header, len))
 }
@@ -30,16 +34,18 @@ pub enum Tail {
 ///
 /// A frame that decodes but breaks the sequence (wrong stream, LSN gap, time going back)
 /// is not a torn write: that is reported as [`Frames::violation`] and iteration stops.
-pub struct Frames<'a> {
-    data: &'a [u8],
+pub struct Frames<D> {
+    data: D,
     pos: usize,
     seq: SequenceCheck,
     tail: Option<Tail>,
     violation: Option<FormatError>,
 }
 
-impl<'a> Frames<'a> {
-    pub fn new(data: &'a [u8], header: &SegmentHeader, first_frame: usize) -> Self {
+impl<D: AsRef<[u8]>> Frames<D> {
+    /// `data` is the whole segment (a slice, `Vec` or memory map); `first_frame` the
+    /// offset after the header.
+    pub fn new(data: D, header: &SegmentHeader, first_frame: usize) -> Self {
         Frames {
             data,
             pos: first_frame,
@@ -70,19 +76,20 @@ impl<'a> Frames<'a> {
     }
 }
 
-impl Iterator for Frames<'_> {
+impl<D: AsRef<[u8]>> Iterator for Frames<D> {
     type Item = (u64, Record);
 
     fn next(&mut self) -> Option<(u64, Record)> {
         if self.tail.is_some() || self.violation.is_some() {
             return None;
         }
-        if self.pos == self.data.len() {
+        let data = self.data.as_ref();
+        if self.pos == data.len() {
             self.tail = Some(Tail::Clean);
             return None;
         }
         let at = self.pos as u64;
-        match decode_frame(&self.data[self.pos..], at) {
+        match decode_frame(&data[self.pos..], at) {
             Ok((r, n)) => {
                 if let Err(e) = self.seq.check(&r, "open segment frame", at) {
                     self.violation = Some(e);

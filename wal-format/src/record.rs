@@ -109,14 +109,20 @@ impl Record {
             return Err(FormatError::malformed(
                 "record",
                 0,
-                format!("namespace of {} bytes exceeds {MAX_NAMESPACE_LEN}", self.namespace.len()),
+                format!(
+                    "namespace of {} bytes exceeds {MAX_NAMESPACE_LEN}",
+                    self.namespace.len()
+                ),
             ));
         }
         if self.payload.len() > MAX_PAYLOAD_LEN {
             return Err(FormatError::malformed(
                 "record",
                 0,
-                format!("payload of {} bytes exceeds {MAX_PAYLOAD_LEN}", self.payload.len()),
+                format!(
+                    "payload of {} bytes exceeds {MAX_PAYLOAD_LEN}",
+                    self.payload.len()
+                ),
             ));
         }
         Ok(())
@@ -172,7 +178,11 @@ pub fn decode_frame(data: &[u8], base: u64) -> Result<(Record, usize)> {
             format!("body length {body_len} outside {BODY_FIXED_LEN}..={MAX_BODY_LEN}"),
         ));
     }
-    let mut c = Cursor::new(&data[FRAME_HEADER_LEN..], base + FRAME_HEADER_LEN as u64, "frame body");
+    let mut c = Cursor::new(
+        &data[FRAME_HEADER_LEN..],
+        base + FRAME_HEADER_LEN as u64,
+        "frame body",
+    );
     let body = c.bytes(body_len)?;
     let computed = frame_crc(&len_field, body);
     if computed != stored {
@@ -196,7 +206,11 @@ fn decode_body(body: &[u8], base: u64) -> Result<Record> {
     let kind = Kind::from_code(c.u8()?);
     let reserved = c.u8()?;
     if reserved != 0 {
-        return Err(FormatError::malformed("record body", base + 29, format!("reserved byte is {reserved}, must be 0")));
+        return Err(FormatError::malformed(
+            "record body",
+            base + 29,
+            format!("reserved byte is {reserved}, must be 0"),
+        ));
     }
     let ns_len = c.u16()? as usize;
     let payload_len = c.u32()? as usize;

@@ -5,7 +5,9 @@ use crate::cursor::Cursor;
 use crate::error::{FormatError, Result};
 use crate::header::{SegmentHeader, SegmentKind};
 use crate::record::{decode_frame, Record};
-use crate::sealed::{BlockHeader, Codec, Filter, IndexEntry, Trailer, INDEX_ENTRY_LEN, TRAILER_LEN};
+use crate::sealed::{
+    BlockHeader, Codec, Filter, IndexEntry, Trailer, INDEX_ENTRY_LEN, TRAILER_LEN,
+};
 use crate::seq::SequenceCheck;
 use crate::shuffle::unshuffle4;
 
@@ -14,19 +16,25 @@ use crate::shuffle::unshuffle4;
 /// Opening checks that every byte of the file belongs to exactly one checksummed structure
 /// (header, a block, index, trailer) and that the index is consistent; block contents are
 /// checked when a block is read. [`SealedSegment::verify`] reads every block.
+/// `D` is whatever holds the bytes: a slice, a `Vec`, or a memory map.
 #[derive(Debug)]
-pub struct SealedSegment<'a> {
-    data: &'a [u8],
+pub struct SealedSegment<D> {
+    data: D,
     pub header: SegmentHeader,
     pub trailer: Trailer,
     pub index: Vec<IndexEntry>,
 }
 
-impl<'a> SealedSegment<'a> {
-    pub fn open(data: &'a [u8]) -> Result<Self> {
+impl<D: AsRef<[u8]>> SealedSegment<D> {
+    pub fn open(owner: D) -> Result<Self> {
+        let data = owner.as_ref();
         let (header, header_len) = SegmentHeader::decode(data)?;
         if header.kind != SegmentKind::Sealed {
-            return Err(FormatError::malformed("segment header", 10, "an open segment, not a sealed one"));
+            return Err(FormatError::malformed(
+                "segment header",
+                10,
+                "an open segment, not a sealed one",
+            ));
         }
         let len = data.len();
         if len < header_len + TRAILER_LEN {
@@ -39,7 +47,13 @@ impl<'a> SealedSegment<'a> {
         }
         let trailer_at = len - TRAILER_LEN;
         let trailer = Trailer::decode(&data[trailer_at..], trailer_at as u64)?;
-        let bad = |offset: usize, detail: String| Err(FormatError::malformed("sealed segment index", offset as u64, detail));
+        let bad = |offset: usize, detail: String| {
+            Err(FormatError::malformed(
+                "sealed segment index",
+                offset as u64,
+                detail,
+            ))
+        };
 
         let index_len = (trailer.block_count as usize).checked_mul(INDEX_ENTRY_LEN);
         let index_offset = usize::try_from(trailer.index_offset).unwrap_or(usize::MAX);
@@ -75,7 +89,13 @@ impl<'a> SealedSegment<'a> {
             let at = index_offset + i * INDEX_ENTRY_LEN;
             let e = IndexEntry::decode(&mut c)?;
             if e.block_offset != expect_offset {
-                return bad(at, format!("block {i} at offset {} where {expect_offset} was expected", e.block_offset));
+                return bad(
+                    at,
+                    format!(
+                        "block {i} at offset {} where {expect_offset} was expected",
+                        e.block_offset
+                    ),
+                );
             }
             if e.first_lsn != expect_lsn
                 || e.last_lsn < e.first_lsn
@@ -99,16 +119,32 @@ impl<'a> SealedSegment<'a> {
             index.push(e);
         }
         if expect_offset != trailer.index_offset {
-            return bad(trailer_at, format!("blocks end at {expect_offset}, index starts at {}", trailer.index_offset));
+            return bad(
+                trailer_at,
+                format!(
+                    "blocks end at {expect_offset}, index starts at {}",
+                    trailer.index_offset
+                ),
+            );
         }
         let (first, last) = (index[0], index[index.len() - 1]);
-        if (trailer.first_lsn, trailer.last_lsn, trailer.first_ts, trailer.last_ts, trailer.record_count)
-            != (first.first_lsn, last.last_lsn, first.first_ts, last.last_ts, count)
-        {
+        if (
+            trailer.first_lsn,
+            trailer.last_lsn,
+            trailer.first_ts,
+            trailer.last_ts,
+            trailer.record_count,
+        ) != (
+            first.first_lsn,
+            last.last_lsn,
+            first.first_ts,
+            last.last_ts,
+            count,
+        ) {
             return bad(trailer_at, "trailer totals disagree with the index".into());
         }
         Ok(SealedSegment {
-            data,
+            data: owner,
             header,
             trailer,
             index,
@@ -120,32 +156,45 @@ impl<'a> SealedSegment<'a> {
         let e = self.index[i];
         let what = format!("block {i} (LSN {}..={})", e.first_lsn, e.last_lsn);
         let start = e.block_offset as usize;
-        let block = &self.data[start..start + e.block_len as usize];
+        let block = &self.data.as_ref()[start..start + e.block_len as usize];
         let bh = BlockHeader::decode(block, e.block_offset, &what)?;
         if bh.record_count != e.record_count {
-            return Err(FormatError::malformed(&what, e.block_offset, "record count disagrees with the index"));
+            return Err(FormatError::malformed(
+                &what,
+                e.block_offset,
+                "record count disagrees with the index",
+            ));
         }
         let stored = &block[crate::sealed::BLOCK_HEADER_LEN..];
         let raw = match bh.codec {
             Codec::Stored => stored.to_vec(),
             Codec::Zstd => {
                 // Check the size the zstd frame declares before reserving memory for it.
-                let declared = zstd::zstd_safe::get_frame_content_size(stored).ok().flatten();
+                let declared = zstd::zstd_safe::get_frame_content_size(stored)
+                    .ok()
+                    .flatten();
                 if declared != Some(bh.uncompressed_len as u64) {
                     return Err(FormatError::malformed(
                         &what,
                         e.block_offset,
-                        format!("zstd frame declares {declared:?} bytes, header says {}", bh.uncompressed_len),
+                        format!(
+                            "zstd frame declares {declared:?} bytes, header says {}",
+                            bh.uncompressed_len
+                        ),
                     ));
                 }
-                let out = zstd::bulk::decompress(stored, bh.uncompressed_len as usize).map_err(|err| {
-                    FormatError::malformed(&what, e.block_offset, format!("zstd: {err}"))
-                })?;
+                let out = zstd::bulk::decompress(stored, bh.uncompressed_len as usize).map_err(
+                    |err| FormatError::malformed(&what, e.block_offset, format!("zstd: {err}")),
+                )?;
                 if out.len() != bh.uncompressed_len as usize {
                     return Err(FormatError::malformed(
                         &what,
                         e.block_offset,
-                        format!("decompressed to {} bytes, header says {}", out.len(), bh.uncompressed_len),
+                        format!(
+                            "decompressed to {} bytes, header says {}",
+                            out.len(),
+                            bh.uncompressed_len
+                        ),
                     ));
                 }
                 out
@@ -157,7 +206,11 @@ impl<'a> SealedSegment<'a> {
         };
         // Offsets inside decompressed data have no place in the file; report the block's.
         let in_block = |err: FormatError| {
-            FormatError::malformed(&what, e.block_offset, format!("at uncompressed offset {}: {err}", err.offset()))
+            FormatError::malformed(
+                &what,
+                e.block_offset,
+                format!("at uncompressed offset {}: {err}", err.offset()),
+            )
         };
         let mut seq = SequenceCheck::new(self.header.stream_id, self.header.timeline, e.first_lsn);
         let mut records = Vec::with_capacity(e.record_count as usize);
@@ -175,15 +228,25 @@ impl<'a> SealedSegment<'a> {
             records.push(r);
             pos += n;
         }
-        if records.len() != e.record_count as usize || records.last().map(|r| r.timestamp_us) != Some(e.last_ts) {
+        if records.len() != e.record_count as usize
+            || records.last().map(|r| r.timestamp_us) != Some(e.last_ts)
+        {
             return Err(FormatError::malformed(
                 &what,
                 e.block_offset,
-                format!("holds {} records, index says {} (or its last timestamp disagrees)", records.len(), e.record_count),
+                format!(
+                    "holds {} records, index says {} (or its last timestamp disagrees)",
+                    records.len(),
+                    e.record_count
+                ),
             ));
         }
         if records[0].timestamp_us != e.first_ts {
-            return Err(FormatError::malformed(&what, e.block_offset, "first timestamp disagrees with the index"));
+            return Err(FormatError::malformed(
+                &what,
+                e.block_offset,
+                "first timestamp disagrees with the index",
+            ));
         }
         Ok(records)
     }
@@ -202,13 +265,18 @@ impl<'a> SealedSegment<'a> {
 
     /// Iterates records from block `start`, decoding one block at a time. Stops after the
     /// first error.
-    pub fn records_from_block(&self, start: usize) -> SealedRecords<'_, 'a> {
-        SealedRecords {
-            seg: self,
-            next_block: start,
-            buf: Vec::new().into_iter(),
-            failed: false,
-        }
+    pub fn records_from_block(&self, start: usize) -> SealedRecords<&Self> {
+        SealedRecords::new(self, start)
+    }
+
+    /// Like [`SealedSegment::records_from_block`], owning the segment.
+    pub fn into_records_from_block(self, start: usize) -> SealedRecords<Self> {
+        SealedRecords::new(self, start)
+    }
+
+    /// Number of blocks.
+    pub fn block_count(&self) -> usize {
+        self.index.len()
     }
 
     /// Reads every block; returns the number of records, or the first fault.
@@ -221,33 +289,72 @@ impl<'a> SealedSegment<'a> {
     }
 }
 
-pub struct SealedRecords<'s, 'a> {
-    seg: &'s SealedSegment<'a>,
+/// Iterates a sealed segment's records block by block; `S` is the segment or a reference
+/// to it. Stops after the first error.
+pub struct SealedRecords<S> {
+    seg: S,
     next_block: usize,
     buf: std::vec::IntoIter<Record>,
     failed: bool,
 }
 
-impl Iterator for SealedRecords<'_, '_> {
-    type Item = Result<Record>;
+impl<S> SealedRecords<S> {
+    fn new(seg: S, start: usize) -> Self {
+        SealedRecords {
+            seg,
+            next_block: start,
+            buf: Vec::new().into_iter(),
+            failed: false,
+        }
+    }
+}
 
+impl<D: AsRef<[u8]>> Iterator for SealedRecords<SealedSegment<D>> {
+    type Item = Result<Record>;
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(r) = self.buf.next() {
-                return Some(Ok(r));
+        let (seg, next_block, buf, failed) = (
+            &self.seg,
+            &mut self.next_block,
+            &mut self.buf,
+            &mut self.failed,
+        );
+        next_record(seg, next_block, buf, failed)
+    }
+}
+
+impl<D: AsRef<[u8]>> Iterator for SealedRecords<&SealedSegment<D>> {
+    type Item = Result<Record>;
+    fn next(&mut self) -> Option<Self::Item> {
+        next_record(
+            self.seg,
+            &mut self.next_block,
+            &mut self.buf,
+            &mut self.failed,
+        )
+    }
+}
+
+fn next_record<D: AsRef<[u8]>>(
+    seg: &SealedSegment<D>,
+    next_block: &mut usize,
+    buf: &mut std::vec::IntoIter<Record>,
+    failed: &mut bool,
+) -> Option<Result<Record>> {
+    loop {
+        if let Some(r) = buf.next() {
+            return Some(Ok(r));
+        }
+        if *failed || *next_block >= seg.index.len() {
+            return None;
+        }
+        match seg.block_records(*next_block) {
+            Ok(records) => {
+                *next_block += 1;
+                *buf = records.into_iter();
             }
-            if self.failed || self.next_block >= self.seg.index.len() {
-                return None;
-            }
-            match self.seg.block_records(self.next_block) {
-                Ok(records) => {
-                    self.next_block += 1;
-                    self.buf = records.into_iter();
-                }
-                Err(e) => {
-                    self.failed = true;
-                    return Some(Err(e));
-                }
+            Err(e) => {
+                *failed = true;
+                return Some(Err(e));
             }
         }
     }

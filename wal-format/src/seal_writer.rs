@@ -6,7 +6,9 @@ use std::io::Write;
 use crate::error::{FormatError, WriteError};
 use crate::header::{SegmentHeader, SegmentKind};
 use crate::record::Record;
-use crate::sealed::{BlockHeader, Codec, Filter, IndexEntry, Trailer, INDEX_ENTRY_LEN, MAX_BLOCK_TARGET};
+use crate::sealed::{
+    BlockHeader, Codec, Filter, IndexEntry, Trailer, INDEX_ENTRY_LEN, MAX_BLOCK_TARGET,
+};
 use crate::seq::SequenceCheck;
 use crate::shuffle::shuffle4;
 
@@ -67,7 +69,12 @@ impl<W: Write> SealedWriter<W> {
     pub fn new(mut out: W, header: SegmentHeader, opts: SealOptions) -> Result<Self, WriteError> {
         header.validate()?;
         if header.kind != SegmentKind::Sealed {
-            return Err(FormatError::malformed("segment header", 10, "a sealed writer needs a sealed header").into());
+            return Err(FormatError::malformed(
+                "segment header",
+                10,
+                "a sealed writer needs a sealed header",
+            )
+            .into());
         }
         if opts.block_target == 0 || opts.block_target > MAX_BLOCK_TARGET {
             return Err(FormatError::malformed(
@@ -101,7 +108,8 @@ impl<W: Write> SealedWriter<W> {
     /// non-decreasing time): a sealed segment is never written out of order.
     pub fn push(&mut self, r: &Record) -> Result<(), WriteError> {
         r.validate()?;
-        self.seq.check(r, "record pushed to sealed writer", self.pos)?;
+        self.seq
+            .check(r, "record pushed to sealed writer", self.pos)?;
         r.encode_frame(&mut self.block);
         self.block_first.get_or_insert((r.lsn, r.timestamp_us));
         self.block_last = (r.lsn, r.timestamp_us);
@@ -163,7 +171,8 @@ impl<W: Write> SealedWriter<W> {
     /// Fails if no record was pushed: an empty sealed segment has no meaning.
     pub fn finish(mut self) -> Result<(W, SealSummary), WriteError> {
         self.flush_block()?;
-        let (Some(first), Some(last)) = (self.index.first().copied(), self.index.last().copied()) else {
+        let (Some(first), Some(last)) = (self.index.first().copied(), self.index.last().copied())
+        else {
             return Err(FormatError::malformed("sealed segment", 0, "no records to seal").into());
         };
         let mut index = Vec::with_capacity(self.index.len() * INDEX_ENTRY_LEN);

@@ -91,15 +91,31 @@ impl BlockHeader {
         let codec = match codec {
             0 => Codec::Stored,
             1 => Codec::Zstd,
-            c => return Err(FormatError::malformed(what, offset + 12, format!("unknown codec {c}"))),
+            c => {
+                return Err(FormatError::malformed(
+                    what,
+                    offset + 12,
+                    format!("unknown codec {c}"),
+                ))
+            }
         };
         let filter = match filter {
             0 => Filter::None,
             1 => Filter::Shuffle4,
-            f => return Err(FormatError::malformed(what, offset + 13, format!("unknown filter {f}"))),
+            f => {
+                return Err(FormatError::malformed(
+                    what,
+                    offset + 13,
+                    format!("unknown filter {f}"),
+                ))
+            }
         };
         if reserved != 0 {
-            return Err(FormatError::malformed(what, offset + 14, "reserved bytes are not 0"));
+            return Err(FormatError::malformed(
+                what,
+                offset + 14,
+                "reserved bytes are not 0",
+            ));
         }
         if uncompressed_len as usize > MAX_BLOCK_LEN {
             return Err(FormatError::malformed(
@@ -109,7 +125,11 @@ impl BlockHeader {
             ));
         }
         if codec == Codec::Stored && compressed_len != uncompressed_len {
-            return Err(FormatError::malformed(what, offset, "stored block whose lengths differ"));
+            return Err(FormatError::malformed(
+                what,
+                offset,
+                "stored block whose lengths differ",
+            ));
         }
         Ok(BlockHeader {
             compressed_len,

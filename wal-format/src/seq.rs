@@ -43,7 +43,10 @@ impl SequenceCheck {
             ));
         }
         if r.lsn != self.next_lsn {
-            return fault(format!("LSN {} where {} was expected (gap or reorder)", r.lsn, self.next_lsn));
+            return fault(format!(
+                "LSN {} where {} was expected (gap or reorder)",
+                r.lsn, self.next_lsn
+            ));
         }
         if r.timestamp_us < self.last_ts {
             return fault(format!(

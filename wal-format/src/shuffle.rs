@@ -40,6 +40,9 @@ mod tests {
             let data: Vec<u8> = (0..len as u8).collect();
             assert_eq!(unshuffle4(&shuffle4(&data)), data);
         }
-        assert_eq!(shuffle4(&[1, 2, 3, 4, 5, 6, 7, 8, 9]), vec![1, 5, 2, 6, 3, 7, 4, 8, 9]);
+        assert_eq!(
+            shuffle4(&[1, 2, 3, 4, 5, 6, 7, 8, 9]),
+            vec![1, 5, 2, 6, 3, 7, 4, 8, 9]
+        );
     }
 }

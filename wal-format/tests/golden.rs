@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use vecwal_format::{
-    open_segment_header, Filter, Frames, Kind, Operation, Record, SealOptions, SealedSegment, SealedWriter,
-    SegmentHeader, SegmentKind, Tail,
+    open_segment_header, Filter, Frames, Kind, Operation, Record, SealOptions, SealedSegment,
+    SealedWriter, SegmentHeader, SegmentKind, Tail,
 };
 
 const STREAM_ID: u64 = 0x5eed_0000_0000_0001;
@@ -34,7 +34,9 @@ fn header(kind: SegmentKind) -> SegmentHeader {
 }
 
 fn vector(dim: usize, seed: f32) -> Vec<u8> {
-    (0..dim).flat_map(|i| ((i as f32 + seed) * 0.01).to_le_bytes()).collect()
+    (0..dim)
+        .flat_map(|i| ((i as f32 + seed) * 0.01).to_le_bytes())
+        .collect()
 }
 
 /// The records every golden file is made of: one of each kind.
@@ -50,14 +52,25 @@ fn records() -> Vec<Record> {
         (
             "0",
             Operation::RedisCommand {
-                argv: vec![b"HSET".to_vec(), b"doc:1".to_vec(), b"emb".to_vec(), vector(4, 1.0)],
+                argv: vec![
+                    b"HSET".to_vec(),
+                    b"doc:1".to_vec(),
+                    b"emb".to_vec(),
+                    vector(4, 1.0),
+                ],
             },
         ),
         (
             "0",
             Operation::RedisMulti {
                 commands: vec![
-                    vec![b"SET".to_vec(), b"k".to_vec(), b"v".to_vec(), b"PXAT".to_vec(), b"1795255200000".to_vec()],
+                    vec![
+                        b"SET".to_vec(),
+                        b"k".to_vec(),
+                        b"v".to_vec(),
+                        b"PXAT".to_vec(),
+                        b"1795255200000".to_vec(),
+                    ],
                     vec![b"DEL".to_vec(), b"doc:2".to_vec()],
                 ],
             },
@@ -87,7 +100,12 @@ fn records() -> Vec<Record> {
                 name: "snapshots/00000000000000000005.rdb".into(),
             },
         ),
-        ("", Operation::RestorePoint { name: "before-migration".into() }),
+        (
+            "",
+            Operation::RestorePoint {
+                name: "before-migration".into(),
+            },
+        ),
     ];
     ops.into_iter()
         .enumerate()
@@ -217,8 +235,12 @@ fn describe(data: &[u8]) -> String {
                 describe_record(&mut out, &r);
             }
             match frames.tail() {
-                Some(Tail::Clean) => writeln!(out, "tail: clean at {}", frames.valid_len()).unwrap(),
-                Some(Tail::Torn { offset, cause }) => writeln!(out, "tail: torn at {offset}: {cause}").unwrap(),
+                Some(Tail::Clean) => {
+                    writeln!(out, "tail: clean at {}", frames.valid_len()).unwrap()
+                }
+                Some(Tail::Torn { offset, cause }) => {
+                    writeln!(out, "tail: torn at {offset}: {cause}").unwrap()
+                }
                 None => writeln!(out, "violation: {}", frames.violation().unwrap()).unwrap(),
             }
         }
@@ -237,21 +259,46 @@ fn golden_files_match_the_encoder_and_their_expected_decodes() {
             std::fs::write(&path, &bytes).unwrap();
             std::fs::write(&expected_path, describe(&bytes)).unwrap();
         }
-        let committed = std::fs::read(&path).unwrap_or_else(|e| panic!("{name}: {e} (run with UPDATE_GOLDEN=1)"));
-        assert!(committed == bytes, "{name}: the encoder no longer produces the committed bytes");
+        let committed = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{name}: {e} (run with UPDATE_GOLDEN=1)"));
+        assert!(
+            committed == bytes,
+            "{name}: the encoder no longer produces the committed bytes"
+        );
         let expected = std::fs::read_to_string(&expected_path).unwrap();
-        assert_eq!(describe(&committed), expected, "{name}: decode differs from {name}.expected");
+        assert_eq!(
+            describe(&committed),
+            expected,
+            "{name}: decode differs from {name}.expected"
+        );
     }
 }
 
 #[test]
 fn golden_faults_are_the_documented_errors() {
     let read = |n: &str| std::fs::read(testdata().join(n)).unwrap();
-    let err = |n: &str| SealedSegment::open(&read(n)).and_then(|s| s.verify()).unwrap_err().to_string();
-    assert!(err("bad-magic.seg").starts_with("bad magic at offset 0"), "{}", err("bad-magic.seg"));
+    let err = |n: &str| {
+        SealedSegment::open(&read(n))
+            .and_then(|s| s.verify())
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        err("bad-magic.seg").starts_with("bad magic at offset 0"),
+        "{}",
+        err("bad-magic.seg")
+    );
     assert!(err("unknown-version.seg").starts_with("unsupported format version 2"));
-    assert!(err("bad-checksum.seg").starts_with("checksum mismatch in block 0 (LSN 1..="), "{}", err("bad-checksum.seg"));
-    assert!(err("truncated.seg").contains("trailer"), "{}", err("truncated.seg"));
+    assert!(
+        err("bad-checksum.seg").starts_with("checksum mismatch in block 0 (LSN 1..="),
+        "{}",
+        err("bad-checksum.seg")
+    );
+    assert!(
+        err("truncated.seg").contains("trailer"),
+        "{}",
+        err("truncated.seg")
+    );
 
     // An unknown kind decodes as a record; only its payload is opaque.
     let data = read("unknown-kind.seg");

@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use vecwal_format::{
-    decode_frame, open_segment_header, Filter, Frames, Kind, Operation, Record, SealOptions, SealedSegment,
-    SealedWriter, SegmentHeader, SegmentKind, Tail,
+    decode_frame, open_segment_header, Filter, Frames, Kind, Operation, Record, SealOptions,
+    SealedSegment, SealedWriter, SegmentHeader, SegmentKind, Tail,
 };
 
 const STREAM: u64 = 42;
@@ -25,7 +25,12 @@ fn stream(max: usize) -> impl Strategy<Value = Vec<Record>> {
     (
         1u64..1_000_000,
         prop::collection::vec(
-            (0i64..5_000, any::<u8>(), "[a-z0-9]{0,12}", prop::collection::vec(any::<u8>(), 0..600)),
+            (
+                0i64..5_000,
+                any::<u8>(),
+                "[a-z0-9]{0,12}",
+                prop::collection::vec(any::<u8>(), 0..600),
+            ),
             1..max,
         ),
     )
@@ -56,7 +61,12 @@ fn seal(records: &[Record], block_target: usize, filter: Filter) -> Vec<u8> {
         zstd_level: 1,
         filter,
     };
-    let mut w = SealedWriter::new(Vec::new(), header(SegmentKind::Sealed, records[0].lsn), opts).unwrap();
+    let mut w = SealedWriter::new(
+        Vec::new(),
+        header(SegmentKind::Sealed, records[0].lsn),
+        opts,
+    )
+    .unwrap();
     for r in records {
         w.push(r).unwrap();
     }
@@ -185,7 +195,11 @@ fn every_flipped_byte_and_every_cut_of_a_sealed_segment_is_detected() {
             kind: Kind::RedisCommand,
             namespace: "0".into(),
             payload: Operation::RedisCommand {
-                argv: vec![b"SET".to_vec(), format!("k{i}").into_bytes(), vec![i as u8; 40]],
+                argv: vec![
+                    b"SET".to_vec(),
+                    format!("k{i}").into_bytes(),
+                    vec![i as u8; 40],
+                ],
             }
             .encode()
             .unwrap(),
@@ -199,7 +213,11 @@ fn every_flipped_byte_and_every_cut_of_a_sealed_segment_is_detected() {
             for bit in [0x01u8, 0x80] {
                 let mut d = data.clone();
                 d[i] ^= bit;
-                assert!(check(&d).is_err(), "flip {bit:#x} at offset {i} of {} went unnoticed", data.len());
+                assert!(
+                    check(&d).is_err(),
+                    "flip {bit:#x} at offset {i} of {} went unnoticed",
+                    data.len()
+                );
             }
         }
         for cut in 0..data.len() {

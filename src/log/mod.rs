@@ -1,0 +1,386 @@
+//! The local write-ahead log: durable append with group commit, segment roll and seal,
+//! recovery on open, and readers.
+//!
+//! Appends are ordered when `append` is *called*, not when its future completes: the LSN
+//! and timestamp are assigned and the frame is queued synchronously inside `append`, so a
+//! capture front end that calls `append` in the order the upstream applied two writes gets
+//! them logged in that order (promise 3) while many appends share one fsync.
+
+mod error;
+pub mod layout;
+pub mod reader;
+mod recover;
+mod sealer;
+pub mod verify;
+mod writer;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use vecwal_format::{Kind, Operation, Record, SealOptions};
+
+pub use error::{LogError, Result};
+pub use layout::StreamMeta;
+pub use recover::RecoveryReport;
+
+/// When an append counts as done, like Redis's `appendfsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// fsync before `append` returns (group commit shares one fsync among concurrent
+    /// appends). Survives power loss.
+    #[default]
+    Always,
+    /// `append` returns once the record is written to the OS; fsync runs at least once a
+    /// second. Survives a crash of vecwal; power loss can cost up to about a second.
+    Everysec,
+    /// `append` returns once written to the OS; fsync only when a segment rolls or the log
+    /// closes.
+    No,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Name of the stream this data directory captures.
+    pub stream_name: String,
+    pub fsync: FsyncPolicy,
+    /// An open segment rolls once it reaches this size...
+    pub segment_max_bytes: u64,
+    /// ...or once its first record is this old. Empty segments never roll.
+    pub segment_max_age: Duration,
+    pub seal: SealOptions,
+}
+
+impl LogConfig {
+    pub fn new(stream_name: impl Into<String>) -> Self {
+        LogConfig {
+            stream_name: stream_name.into(),
+            fsync: FsyncPolicy::Always,
+            segment_max_bytes: 64 << 20,
+            segment_max_age: Duration::from_secs(60),
+            seal: SealOptions::default(),
+        }
+    }
+}
+
+/// What to append: the parts of a record the caller chooses. LSN, timestamp, stream and
+/// timeline are the log's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: Kind,
+    pub namespace: String,
+    pub payload: Vec<u8>,
+}
+
+impl Entry {
+    pub fn new(namespace: impl Into<String>, op: &Operation) -> Result<Entry> {
+        Ok(Entry {
+            kind: op.kind(),
+            namespace: namespace.into(),
+            payload: op.encode().map_err(LogError::InvalidRecord)?,
+        })
+    }
+}
+
+/// Where an appended record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub lsn: u64,
+    pub timestamp_us: i64,
+}
+
+/// How far the writer has come; watched by appenders waiting for their records.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    /// Highest LSN handed to the OS.
+    written: u64,
+    /// Highest LSN fsynced.
+    synced: u64,
+    /// Highest LSN in a sealed segment.
+    sealed: u64,
+    failed: Option<Arc<LogError>>,
+    closed: bool,
+}
+
+/// What appenders and the writer share under the mutex.
+struct State {
+    next_lsn: u64,
+    last_ts: i64,
+    /// Encoded frames not yet taken by the writer.
+    pending: Vec<u8>,
+    pending_last_lsn: u64,
+    closing: bool,
+    roll_requested: bool,
+    sync_requested: bool,
+    failed: Option<Arc<LogError>>,
+}
+
+struct Shared {
+    cfg: LogConfig,
+    meta: StreamMeta,
+    wal_dir: PathBuf,
+    sealed_dir: PathBuf,
+    state: Mutex<State>,
+    /// Wakes the writer when there is work.
+    work: Condvar,
+    progress: watch::Sender<Progress>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State half-updated in a way that
+        // matters more than the panic itself; keep serving the error paths.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks the log failed: pending and future appends get the error.
+    fn fail(&self, err: LogError) {
+        tracing::error!(error = %err, "log failed; no more writes are accepted until restart");
+        let err = Arc::new(err);
+        self.lock().failed = Some(err.clone());
+        self.progress.send_modify(|p| p.failed = Some(err));
+    }
+}
+
+/// An open write-ahead log in a data directory. Dropping it closes it.
+pub struct Log {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+    sealer: Option<JoinHandle<()>>,
+    _lock: layout::DirLock,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, running recovery: lock the directory, drop temp
+    /// files, truncate a torn tail of the newest open segment only, seal older open
+    /// segments, and resume at the next LSN.
+    pub fn open(dir: &Path, cfg: LogConfig) -> Result<(Log, RecoveryReport)> {
+        layout::check_stream_name(&cfg.stream_name).map_err(|detail| LogError::Layout {
+            path: dir.to_path_buf(),
+            detail,
+        })?;
+        let r = recover::recover(dir, &cfg)?;
+        let (progress, _) = watch::channel(Progress {
+            written: r.next_lsn - 1,
+            synced: r.next_lsn - 1,
+            sealed: r.sealed_through,
+            ..Progress::default()
+        });
+        let shared = Arc::new(Shared {
+            meta: r.meta.clone(),
+            wal_dir: dir.join(layout::WAL_DIR),
+            sealed_dir: dir.join(layout::SEALED_DIR),
+            state: Mutex::new(State {
+                next_lsn: r.next_lsn,
+                last_ts: r.last_ts,
+                pending: Vec::new(),
+                pending_last_lsn: 0,
+                closing: false,
+                roll_requested: false,
+                sync_requested: false,
+                failed: None,
+            }),
+            work: Condvar::new(),
+            progress,
+            cfg,
+        });
+        let (seal_tx, seal_rx) = std::sync::mpsc::channel();
+        for job in r.to_seal.iter().cloned() {
+            seal_tx.send(job).expect("receiver alive");
+        }
+        let s = shared.clone();
+        let sealer = std::thread::Builder::new()
+            .name("vecwal-sealer".into())
+            .spawn(move || sealer::run(s, seal_rx))
+            .map_err(|e| LogError::io("spawn sealer thread for", dir, e))?;
+        let s = shared.clone();
+        let open = r.open_segment;
+        let writer = std::thread::Builder::new()
+            .name("vecwal-writer".into())
+            .spawn(move || writer::run(s, open, seal_tx))
+            .map_err(|e| LogError::io("spawn writer thread for", dir, e))?;
+        let log = Log {
+            shared,
+            writer: Some(writer),
+            sealer: Some(sealer),
+            _lock: r.lock,
+        };
+        Ok((log, r.report))
+    }
+
+    pub fn meta(&self) -> &StreamMeta {
+        &self.shared.meta
+    }
+
+    /// Appends one record. The LSN is assigned now; the returned future resolves once the
+    /// record is durable per the fsync policy.
+    pub fn append(&self, entry: Entry) -> impl Future<Output = Result<Appended>> + Send + 'static {
+        self.append_batch(vec![entry])
+    }
+
+    /// Appends records with consecutive LSNs and one timestamp; resolves to the first.
+    /// All or none: a batch with one invalid record appends nothing.
+    pub fn append_batch(
+        &self,
+        entries: Vec<Entry>,
+    ) -> impl Future<Output = Result<Appended>> + Send + 'static {
+        let queued = self.enqueue(entries);
+        let rx = self.shared.progress.subscribe();
+        let policy = self.shared.cfg.fsync;
+        async move {
+            let (first, last_lsn) = queued?;
+            wait_for(rx, last_lsn, policy).await?;
+            Ok(first)
+        }
+    }
+
+    fn enqueue(&self, entries: Vec<Entry>) -> Result<(Appended, u64)> {
+        let mut records = Vec::with_capacity(entries.len());
+        for e in entries {
+            let r = Record {
+                lsn: 0,
+                timestamp_us: 0,
+                stream_id: self.shared.meta.stream_id,
+                timeline: self.shared.meta.timeline,
+                kind: e.kind,
+                namespace: e.namespace,
+                payload: e.payload,
+            };
+            r.validate().map_err(LogError::InvalidRecord)?;
+            records.push(r);
+        }
+        if records.is_empty() {
+            return Err(LogError::InvalidRecord(
+                vecwal_format::FormatError::Malformed {
+                    what: "batch".into(),
+                    offset: 0,
+                    detail: "empty batch".into(),
+                },
+            ));
+        }
+        let mut st = self.shared.lock();
+        if let Some(f) = &st.failed {
+            return Err(LogError::Failed(f.clone()));
+        }
+        if st.closing {
+            return Err(LogError::Closed);
+        }
+        // Time is the producer's (promise 10): our clock, never going back in a stream.
+        let ts = now_us().max(st.last_ts);
+        st.last_ts = ts;
+        let first = st.next_lsn;
+        for r in &mut records {
+            r.lsn = st.next_lsn;
+            r.timestamp_us = ts;
+            st.next_lsn += 1;
+            r.encode_frame(&mut st.pending);
+        }
+        st.pending_last_lsn = st.next_lsn - 1;
+        let last = st.pending_last_lsn;
+        drop(st);
+        self.shared.work.notify_one();
+        Ok((
+            Appended {
+                lsn: first,
+                timestamp_us: ts,
+            },
+            last,
+        ))
+    }
+
+    /// Makes everything appended so far durable now, whatever the fsync policy.
+    pub async fn sync(&self) -> Result<()> {
+        let last = self.last_lsn();
+        self.shared.lock().sync_requested = true;
+        self.shared.work.notify_one();
+        wait_for(self.shared.progress.subscribe(), last, FsyncPolicy::Always).await
+    }
+
+    /// Rolls the open segment (if it holds records) and waits until it is sealed.
+    /// Returns the last sealed LSN.
+    pub async fn roll(&self) -> Result<u64> {
+        let last = self.last_lsn();
+        self.shared.lock().roll_requested = true;
+        self.shared.work.notify_one();
+        let mut rx = self.shared.progress.subscribe();
+        let p = rx
+            .wait_for(|p| p.sealed >= last || p.failed.is_some() || p.closed)
+            .await
+            .map_err(|_| LogError::Closed)?
+            .clone();
+        match p.failed {
+            Some(f) if p.sealed < last => Err(LogError::Failed(f)),
+            _ if p.sealed < last => Err(LogError::Closed),
+            _ => Ok(p.sealed),
+        }
+    }
+
+    /// LSN of the last record appended (0 before the first).
+    pub fn last_lsn(&self) -> u64 {
+        self.shared.lock().next_lsn - 1
+    }
+
+    /// Highest LSN that is in a sealed segment.
+    pub fn sealed_lsn(&self) -> u64 {
+        self.shared.progress.borrow().sealed
+    }
+
+    pub fn sealed_dir(&self) -> &Path {
+        &self.shared.sealed_dir
+    }
+
+    /// Stops accepting appends, writes and fsyncs what is queued, waits for pending seals.
+    /// The open segment stays open; the next `open` resumes it.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        self.shared.lock().closing = true;
+        self.shared.work.notify_one();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        if let Some(s) = self.sealer.take() {
+            let _ = s.join();
+        }
+        self.shared.progress.send_modify(|p| p.closed = true);
+        match self.shared.lock().failed.clone() {
+            Some(f) => Err(LogError::Failed(f)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+async fn wait_for(mut rx: watch::Receiver<Progress>, lsn: u64, policy: FsyncPolicy) -> Result<()> {
+    let reached = |p: &Progress| match policy {
+        FsyncPolicy::Always => p.synced >= lsn,
+        FsyncPolicy::Everysec | FsyncPolicy::No => p.written >= lsn,
+    };
+    let p = rx
+        .wait_for(|p| reached(p) || p.failed.is_some() || p.closed)
+        .await
+        .map_err(|_| LogError::Closed)?;
+    if reached(&p) {
+        return Ok(());
+    }
+    match &p.failed {
+        Some(f) => Err(LogError::Failed(f.clone())),
+        None => Err(LogError::Closed),
+    }
+}
+
+/// UTC microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}

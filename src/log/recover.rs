@@ -1,0 +1,297 @@
+//! Recovery when a log is opened: the only place files are repaired, always under the
+//! directory lock.
+//!
+//! Rules (DESIGN.md §5, SPEC.md §8): temp files are leftovers and go; an open segment
+//! whose sealed twin exists was already sealed and goes; a torn tail is truncated only in
+//! the newest open segment; any other damage, or a gap between files, is an error naming
+//! the file and offset.
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use vecwal_format::{open_segment_header, Frames, SealedSegment, SegmentHeader, Tail};
+
+use super::error::{LogError, Result};
+use super::layout::{self, SegmentName, StreamMeta};
+use super::sealer::{map, SealJob};
+use super::writer::OpenSegment;
+use super::LogConfig;
+
+/// What recovery found and did, for the operator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub temp_files_removed: usize,
+    /// Open segments removed because their sealed copy was already complete.
+    pub already_sealed_removed: Vec<PathBuf>,
+    /// A torn tail cut from the newest open segment: file, offset, bytes dropped.
+    pub truncated: Option<(PathBuf, u64, u64)>,
+    /// Older open segments queued for sealing.
+    pub to_seal: usize,
+    pub next_lsn: u64,
+}
+
+pub(crate) struct Recovered {
+    pub lock: layout::DirLock,
+    pub meta: StreamMeta,
+    pub open_segment: OpenSegment,
+    pub to_seal: Vec<SealJob>,
+    pub next_lsn: u64,
+    pub last_ts: i64,
+    pub sealed_through: u64,
+    pub report: RecoveryReport,
+}
+
+/// An LSN range a local file holds, for the continuity check.
+struct Span {
+    name: String,
+    first: u64,
+    /// `first - 1` when empty.
+    last: u64,
+}
+
+pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
+    layout::create_dir(dir)?;
+    let lock = layout::lock_dir(dir)?;
+    let meta = layout::load_or_create_meta(dir, &cfg.stream_name)?;
+    let wal_dir = dir.join(layout::WAL_DIR);
+    let sealed_dir = dir.join(layout::SEALED_DIR);
+    layout::create_dir(&wal_dir)?;
+    layout::create_dir(&sealed_dir)?;
+    let mut report = RecoveryReport {
+        temp_files_removed: layout::remove_temp_files(&wal_dir)?
+            + layout::remove_temp_files(&sealed_dir)?,
+        ..Default::default()
+    };
+
+    let mut strays = Vec::new();
+    let mut spans = Vec::new();
+    let mut sealed_firsts = Vec::new();
+    let mut last_ts = i64::MIN;
+    let mut sealed_through = 0;
+    for (name, path) in layout::list_segments(&sealed_dir, &mut strays)? {
+        let seg = SealedSegment::open(map(&path)?).map_err(|e| LogError::corruption(&path, e))?;
+        check_identity(&path, &seg.header, &meta, name)?;
+        if name.last_lsn != Some(seg.trailer.last_lsn) {
+            return Err(layout_err(
+                &path,
+                "name disagrees with the LSN range inside",
+            ));
+        }
+        spans.push(Span {
+            name: file_name(&path),
+            first: seg.trailer.first_lsn,
+            last: seg.trailer.last_lsn,
+        });
+        sealed_firsts.push((name.timeline, name.first_lsn));
+        last_ts = last_ts.max(seg.trailer.last_ts);
+        sealed_through = sealed_through.max(seg.trailer.last_lsn);
+    }
+
+    let mut wals = Vec::new();
+    for (name, path) in layout::list_segments(&wal_dir, &mut strays)? {
+        if sealed_firsts.contains(&(name.timeline, name.first_lsn)) {
+            // Crash after the sealed copy was renamed into place, before this was removed.
+            fs::remove_file(&path).map_err(|e| LogError::io("remove", &path, e))?;
+            report.already_sealed_removed.push(path);
+            continue;
+        }
+        wals.push((name, path));
+    }
+    if !report.already_sealed_removed.is_empty() {
+        layout::sync_dir(&wal_dir)?;
+    }
+    if let Some(stray) = strays.first() {
+        return Err(layout_err(
+            stray,
+            "unexpected file in the log directory; move it away",
+        ));
+    }
+
+    let mut to_seal = Vec::new();
+    let mut newest = None;
+    let count = wals.len();
+    for (i, (name, path)) in wals.into_iter().enumerate() {
+        let is_newest = i + 1 == count;
+        let Some(scan) = scan_open(&path, &meta, name, is_newest)? else {
+            // The newest file's header never reached disk whole: it was being created at a
+            // crash, so it never held a record.
+            fs::remove_file(&path).map_err(|e| LogError::io("remove", &path, e))?;
+            layout::sync_dir(&wal_dir)?;
+            continue;
+        };
+        let last = scan.last.map(|(lsn, _)| lsn).unwrap_or(name.first_lsn - 1);
+        if let Some((_, t)) = scan.last {
+            last_ts = last_ts.max(t);
+        }
+        if !is_newest && scan.last.is_none() {
+            // Rolled but never written: nothing to seal.
+            fs::remove_file(&path).map_err(|e| LogError::io("remove", &path, e))?;
+            layout::sync_dir(&wal_dir)?;
+            continue;
+        }
+        spans.push(Span {
+            name: file_name(&path),
+            first: name.first_lsn,
+            last,
+        });
+        if !is_newest {
+            to_seal.push(SealJob {
+                path,
+                first_lsn: name.first_lsn,
+                last_lsn: last,
+            });
+            continue;
+        }
+        if scan.valid_len < scan.file_len {
+            truncate(&path, scan.valid_len)?;
+            let dropped = scan.file_len - scan.valid_len;
+            tracing::warn!(file = %path.display(), offset = scan.valid_len, dropped,
+                "truncated a torn tail of the newest open segment");
+            report.truncated = Some((path.clone(), scan.valid_len, dropped));
+        }
+        newest = Some((path, name.first_lsn, last, scan.valid_len));
+    }
+
+    spans.sort_by_key(|s| s.first);
+    for pair in spans.windows(2) {
+        if pair[1].first != pair[0].last + 1 {
+            return Err(LogError::Gap {
+                dir: dir.to_path_buf(),
+                before: pair[0].name.clone(),
+                before_last: pair[0].last,
+                after: pair[1].name.clone(),
+                after_first: pair[1].first,
+            });
+        }
+    }
+    let last_lsn = spans.last().map(|s| s.last).unwrap_or(0);
+
+    let open_segment = match newest {
+        Some((path, first_lsn, last, len)) => {
+            if last != last_lsn {
+                return Err(layout_err(
+                    &path,
+                    "a sealed segment continues past the newest open segment",
+                ));
+            }
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| LogError::io("open", &path, e))?;
+            OpenSegment {
+                path,
+                file,
+                first_lsn,
+                last_lsn: last,
+                len,
+                // Records from before the restart: count the segment's age from now.
+                first_record_at: (last >= first_lsn).then(std::time::Instant::now),
+            }
+        }
+        None => OpenSegment::create(&meta, &wal_dir, last_lsn + 1)?,
+    };
+    let next_lsn = last_lsn + 1;
+    report.to_seal = to_seal.len();
+    report.next_lsn = next_lsn;
+    Ok(Recovered {
+        lock,
+        meta,
+        open_segment,
+        to_seal,
+        next_lsn,
+        last_ts,
+        sealed_through,
+        report,
+    })
+}
+
+struct Scan {
+    /// LSN and timestamp of the last whole record, if any.
+    last: Option<(u64, i64)>,
+    /// Offset just past the last whole frame.
+    valid_len: u64,
+    file_len: u64,
+}
+
+/// Reads an open segment. `None`: the newest file's header is torn (see caller).
+fn scan_open(
+    path: &Path,
+    meta: &StreamMeta,
+    name: SegmentName,
+    is_newest: bool,
+) -> Result<Option<Scan>> {
+    let data = map(path)?;
+    let (header, first) = match open_segment_header(&data) {
+        Ok(h) => h,
+        // Creating a segment writes and fsyncs the header before any frame, so a bad header
+        // on a file no longer than a header is a creation cut short, not damage.
+        Err(_) if is_newest && data.len() <= SegmentHeader::MAX_LEN => return Ok(None),
+        Err(e) => return Err(LogError::corruption(path, e)),
+    };
+    check_identity(path, &header, meta, name)?;
+    let mut frames = Frames::new(&data, &header, first);
+    let mut last = None;
+    for (_, r) in frames.by_ref() {
+        last = Some((r.lsn, r.timestamp_us));
+    }
+    if let Some(v) = frames.violation() {
+        return Err(LogError::corruption(path, v.clone()));
+    }
+    if let Some(Tail::Torn { cause, .. }) = frames.tail() {
+        if !is_newest {
+            return Err(LogError::corruption(path, cause.clone()));
+        }
+    }
+    Ok(Some(Scan {
+        last,
+        valid_len: frames.valid_len(),
+        file_len: data.len() as u64,
+    }))
+}
+
+fn check_identity(
+    path: &Path,
+    h: &SegmentHeader,
+    meta: &StreamMeta,
+    name: SegmentName,
+) -> Result<()> {
+    if h.stream_id != meta.stream_id || h.stream_name != meta.name {
+        return Err(layout_err(
+            path,
+            &format!(
+                "belongs to stream {:?} ({:016x}), not this directory's {:?}",
+                h.stream_name, h.stream_id, meta.name
+            ),
+        ));
+    }
+    if name.first_lsn == 0 {
+        return Err(layout_err(path, "LSNs start at 1"));
+    }
+    if h.timeline != name.timeline || h.first_lsn != name.first_lsn {
+        return Err(layout_err(path, "name disagrees with the header"));
+    }
+    Ok(())
+}
+
+fn truncate(path: &Path, len: u64) -> Result<()> {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| LogError::io("open", path, e))?;
+    f.set_len(len)
+        .map_err(|e| LogError::io("truncate", path, e))?;
+    f.sync_all().map_err(|e| LogError::io("fsync", path, e))
+}
+
+fn layout_err(path: &Path, detail: &str) -> LogError {
+    LogError::Layout {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
