@@ -59,11 +59,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             "LSN", "TIME (UTC)", "KIND", "NAMESPACE"
         )?;
     }
-    let mut shown = 0usize;
-    for r in RecordReader::new(files, start) {
-        if a.limit.is_some_and(|l| shown >= l) {
-            break;
-        }
+    for r in RecordReader::new(files, start).take(a.limit.unwrap_or(usize::MAX)) {
         let r = r.context("reading stopped at damaged data")?;
         let summary = summarize(&r);
         let result = if a.json {
@@ -94,7 +90,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         result?;
-        shown += 1;
     }
     match out.flush() {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),

@@ -306,16 +306,22 @@ impl Log {
         let last = self.last_lsn();
         self.shared.lock().roll_requested = true;
         self.shared.work.notify_one();
+        self.wait_sealed(last).await?;
+        Ok(self.sealed_lsn())
+    }
+
+    /// Resolves once a sealed segment holds `lsn` (segments roll by size, age or
+    /// [`Log::roll`]).
+    pub async fn wait_sealed(&self, lsn: u64) -> Result<()> {
         let mut rx = self.shared.progress.subscribe();
         let p = rx
-            .wait_for(|p| p.sealed >= last || p.failed.is_some() || p.closed)
+            .wait_for(|p| p.sealed >= lsn || p.failed.is_some() || p.closed)
             .await
-            .map_err(|_| LogError::Closed)?
-            .clone();
-        match p.failed {
-            Some(f) if p.sealed < last => Err(LogError::Failed(f)),
-            _ if p.sealed < last => Err(LogError::Closed),
-            _ => Ok(p.sealed),
+            .map_err(|_| LogError::Closed)?;
+        match (&p.failed, p.sealed >= lsn) {
+            (_, true) => Ok(()),
+            (Some(f), false) => Err(LogError::Failed(f.clone())),
+            (None, false) => Err(LogError::Closed),
         }
     }
 

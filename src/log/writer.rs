@@ -115,13 +115,12 @@ impl Writer {
                         .unwrap_or_else(|p| p.into_inner()),
                 };
                 std::mem::swap(&mut st.pending, &mut batch);
-                let r = (
+                (
                     st.pending_last_lsn,
                     st.closing,
                     std::mem::take(&mut st.roll_requested),
                     std::mem::take(&mut st.sync_requested),
-                );
-                r
+                )
             };
 
             if !batch.is_empty() {

@@ -1,0 +1,45 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use vecwal::log::reader::{local_segments, RecordReader, Start};
+use vecwal::log::{Entry, LogConfig};
+use vecwal_format::{Operation, Record};
+
+/// A Redis HSET of a 384-dim vector whose bytes are derived from `(writer, seq)`, so any
+/// record can be checked against what was appended.
+pub fn entry(writer: u64, seq: u64) -> Entry {
+    Entry::new("0", &op(writer, seq)).unwrap()
+}
+
+pub fn op(writer: u64, seq: u64) -> Operation {
+    let mut x = (writer << 32 | seq).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let vector: Vec<u8> = (0..384)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (((x >> 40) as f32 / (1u64 << 24) as f32) - 0.5).to_le_bytes()
+        })
+        .collect();
+    Operation::RedisCommand {
+        argv: vec![
+            b"HSET".to_vec(),
+            format!("w{writer}:{seq}").into_bytes(),
+            b"emb".to_vec(),
+            vector,
+        ],
+    }
+}
+
+/// Every record of a data directory, in order; panics on a read error.
+pub fn read_all(dir: &Path) -> Vec<Record> {
+    RecordReader::new(local_segments(dir).unwrap(), Start::Beginning)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+pub fn config() -> LogConfig {
+    LogConfig::new("test")
+}
