@@ -269,3 +269,30 @@ async fn older_open_segments_are_sealed_on_start_and_a_torn_new_header_is_droppe
     assert_eq!(read_all(dir.path()).len(), 8);
     assert_eq!(fs::read_dir(dir.path().join("sealed")).unwrap().count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_never_go_back_across_a_restart_even_if_the_clock_does() {
+    let dir = tempfile::tempdir().unwrap();
+    log_with(dir.path(), 2).await;
+    // A record stamped a day ahead, as if the clock was wrong before the restart.
+    let wal = only_file(&dir.path().join("wal"));
+    let last = read_all(dir.path()).pop().unwrap();
+    let ahead = vecwal::log::now_us() + 86_400_000_000;
+    let mut future = last.clone();
+    future.lsn = 3;
+    future.timestamp_us = ahead;
+    let mut bytes = fs::read(&wal).unwrap();
+    future.encode_frame(&mut bytes);
+    fs::write(&wal, bytes).unwrap();
+
+    let (log, report) = Log::open(dir.path(), config()).unwrap();
+    assert_eq!(report.next_lsn, 4);
+    let a = log.append(entry(0, 3)).await.unwrap();
+    assert_eq!(a.lsn, 4);
+    assert!(
+        a.timestamp_us >= ahead,
+        "time went back: {} < {ahead}",
+        a.timestamp_us
+    );
+    log.close().unwrap();
+}

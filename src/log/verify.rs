@@ -116,15 +116,16 @@ fn verify_file(
     report: &mut VerifyReport,
 ) -> Result<Option<Checked>, Fault> {
     let fault = |e: LogError, after_lsn| {
-        let offset = match &e {
-            LogError::Corruption { offset, .. } => *offset,
-            _ => 0,
+        // The fault already names the file and offset; its message is the cause alone.
+        let (offset, message) = match &e {
+            LogError::Corruption { offset, cause, .. } => (*offset, cause.to_string()),
+            other => (0, other.to_string()),
         };
         Fault {
             path: path.to_path_buf(),
             offset,
             after_lsn,
-            message: e.to_string(),
+            message,
         }
     };
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);

@@ -6,13 +6,18 @@
 pub fn shuffle4(src: &[u8]) -> Vec<u8> {
     let words = src.len() / 4;
     let mut out = vec![0u8; src.len()];
-    for plane in 0..4 {
-        let dst = &mut out[plane * words..(plane + 1) * words];
-        for (i, d) in dst.iter_mut().enumerate() {
-            *d = src[i * 4 + plane];
-        }
+    let (planes, tail) = out.split_at_mut(words * 4);
+    let (p0, rest) = planes.split_at_mut(words);
+    let (p1, rest) = rest.split_at_mut(words);
+    let (p2, p3) = rest.split_at_mut(words);
+    // One pass over the input, four sequential output streams: no bounds checks inside.
+    for ((((w, a), b), c), d) in src.chunks_exact(4).zip(p0).zip(p1).zip(p2).zip(p3) {
+        *a = w[0];
+        *b = w[1];
+        *c = w[2];
+        *d = w[3];
     }
-    out[words * 4..].copy_from_slice(&src[words * 4..]);
+    tail.copy_from_slice(&src[words * 4..]);
     out
 }
 
@@ -20,13 +25,15 @@ pub fn shuffle4(src: &[u8]) -> Vec<u8> {
 pub fn unshuffle4(src: &[u8]) -> Vec<u8> {
     let words = src.len() / 4;
     let mut out = vec![0u8; src.len()];
-    for plane in 0..4 {
-        let s = &src[plane * words..(plane + 1) * words];
-        for (i, b) in s.iter().enumerate() {
-            out[i * 4 + plane] = *b;
-        }
+    let (p0, rest) = src.split_at(words);
+    let (p1, rest) = rest.split_at(words);
+    let (p2, rest) = rest.split_at(words);
+    let (p3, tail) = rest.split_at(words);
+    let (body, out_tail) = out.split_at_mut(words * 4);
+    for ((((w, a), b), c), d) in body.chunks_exact_mut(4).zip(p0).zip(p1).zip(p2).zip(p3) {
+        w.copy_from_slice(&[*a, *b, *c, *d]);
     }
-    out[words * 4..].copy_from_slice(&src[words * 4..]);
+    out_tail.copy_from_slice(tail);
     out
 }
 
