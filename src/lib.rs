@@ -8,6 +8,9 @@
 //!
 //! The on-disk format itself is the `vecwal-format` crate (`wal-format/`).
 
+pub mod catalog;
 pub mod cli;
 pub mod log;
+pub mod ship;
+pub mod store;
 pub mod time;

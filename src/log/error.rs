@@ -60,6 +60,11 @@ pub enum LogError {
     #[error("the log accepts no more writes after an earlier failure: {0}")]
     Failed(Arc<LogError>),
 
+    /// The local spool of unshipped segments is full: the object store has not taken
+    /// segments for a while. New writes are refused until shipping catches up. Recoverable.
+    #[error("local spool is full ({used} of {limit} bytes of segments not yet shipped): new writes are refused until the object store takes segments again (see `vecwal status`)")]
+    SpoolFull { used: u64, limit: u64 },
+
     /// The log was closed.
     #[error("the log is closed")]
     Closed,
@@ -69,7 +74,7 @@ impl LogError {
     /// Whether the same operation may succeed later without anyone repairing files.
     pub fn is_recoverable(&self) -> bool {
         match self {
-            LogError::Locked { .. } => true,
+            LogError::Locked { .. } | LogError::SpoolFull { .. } => true,
             LogError::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted

@@ -53,6 +53,9 @@ pub struct LogConfig {
     /// ...or once its first record is this old. Empty segments never roll.
     pub segment_max_age: Duration,
     pub seal: SealOptions,
+    /// Most bytes of unshipped segments kept locally (open and sealed). Past it,
+    /// [`Log::check_admission`] refuses new writes: fail closed, never drop.
+    pub spool_max_bytes: u64,
 }
 
 impl LogConfig {
@@ -63,6 +66,7 @@ impl LogConfig {
             segment_max_bytes: 64 << 20,
             segment_max_age: Duration::from_secs(60),
             seal: SealOptions::default(),
+            spool_max_bytes: 4 << 30,
         }
     }
 }
@@ -121,6 +125,8 @@ struct State {
 
 struct Shared {
     cfg: LogConfig,
+    /// Bytes of segment files in the data directory: the spool of what is not shipped.
+    local_bytes: std::sync::atomic::AtomicU64,
     meta: StreamMeta,
     wal_dir: PathBuf,
     sealed_dir: PathBuf,
@@ -171,6 +177,7 @@ impl Log {
             ..Progress::default()
         });
         let shared = Arc::new(Shared {
+            local_bytes: std::sync::atomic::AtomicU64::new(r.local_bytes),
             meta: r.meta.clone(),
             wal_dir: dir.join(layout::WAL_DIR),
             sealed_dir: dir.join(layout::SEALED_DIR),
@@ -323,6 +330,68 @@ impl Log {
             (Some(f), false) => Err(LogError::Failed(f.clone())),
             (None, false) => Err(LogError::Closed),
         }
+    }
+
+    /// Refuses a new write while the spool of unshipped segments is over its limit.
+    ///
+    /// Capture front ends call this *before* they forward a write upstream: a write the
+    /// upstream applied must always be logged, so the log itself never refuses one for
+    /// lack of spool (it may overshoot the limit by the writes already admitted).
+    pub fn check_admission(&self) -> Result<()> {
+        let used = self.spool_bytes();
+        let limit = self.shared.cfg.spool_max_bytes;
+        if used >= limit {
+            return Err(LogError::SpoolFull { used, limit });
+        }
+        if let Some(f) = &self.shared.lock().failed {
+            return Err(LogError::Failed(f.clone()));
+        }
+        Ok(())
+    }
+
+    /// Bytes of segment files kept locally (the spool).
+    pub fn spool_bytes(&self) -> u64 {
+        self.shared
+            .local_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn spool_limit(&self) -> u64 {
+        self.shared.cfg.spool_max_bytes
+    }
+
+    /// Sealed segments waiting in the data directory, oldest first.
+    pub fn sealed_segments(&self) -> Result<Vec<(layout::SegmentName, PathBuf)>> {
+        layout::list_segments(&self.shared.sealed_dir, &mut Vec::new())
+    }
+
+    /// Removes a sealed segment every destination has confirmed (promise 8: shipped before
+    /// deleted; the caller guarantees the confirmation).
+    pub fn remove_shipped(&self, path: &Path) -> Result<()> {
+        if path.parent() != Some(self.shared.sealed_dir.as_path()) {
+            return Err(LogError::Layout {
+                path: path.to_path_buf(),
+                detail: "not a sealed segment of this log".into(),
+            });
+        }
+        let len = std::fs::metadata(path)
+            .map_err(|e| LogError::io("stat", path, e))?
+            .len();
+        std::fs::remove_file(path).map_err(|e| LogError::io("remove", path, e))?;
+        layout::sync_dir(&self.shared.sealed_dir)?;
+        self.shared
+            .local_bytes
+            .fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// LSN and timestamp of the last record appended (`(0, 0)` before the first).
+    pub fn last_appended(&self) -> (u64, i64) {
+        let st = self.shared.lock();
+        (
+            st.next_lsn - 1,
+            if st.next_lsn > 1 { st.last_ts } else { 0 },
+        )
     }
 
     /// LSN of the last record appended (0 before the first).

@@ -38,6 +38,8 @@ pub(crate) struct Recovered {
     pub next_lsn: u64,
     pub last_ts: i64,
     pub sealed_through: u64,
+    /// Bytes of segment files left in the directory: the spool at start.
+    pub local_bytes: u64,
     pub report: RecoveryReport,
 }
 
@@ -139,6 +141,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
                 path,
                 first_lsn: name.first_lsn,
                 last_lsn: last,
+                len: scan.file_len,
             });
             continue;
         }
@@ -191,6 +194,14 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         None => OpenSegment::create(&meta, &wal_dir, last_lsn + 1)?,
     };
     let next_lsn = last_lsn + 1;
+    let mut local_bytes = 0;
+    for d in [&wal_dir, &sealed_dir] {
+        for (_, p) in layout::list_segments(d, &mut Vec::new())? {
+            local_bytes += fs::metadata(&p)
+                .map_err(|e| LogError::io("stat", &p, e))?
+                .len();
+        }
+    }
     report.to_seal = to_seal.len();
     report.next_lsn = next_lsn;
     Ok(Recovered {
@@ -201,6 +212,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         next_lsn,
         last_ts,
         sealed_through,
+        local_bytes,
         report,
     })
 }

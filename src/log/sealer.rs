@@ -20,6 +20,8 @@ pub(crate) struct SealJob {
     pub path: PathBuf,
     pub first_lsn: u64,
     pub last_lsn: u64,
+    /// Bytes of the open segment file, for the spool count.
+    pub len: u64,
 }
 
 pub(crate) fn run(shared: Arc<Shared>, jobs: Receiver<SealJob>) {
@@ -36,6 +38,13 @@ pub(crate) fn run(shared: Arc<Shared>, jobs: Receiver<SealJob>) {
                 return;
             }
             Ok((path, s)) => {
+                let wal_len = job.len;
+                let bytes = &shared.local_bytes;
+                bytes.fetch_add(s.file_bytes, std::sync::atomic::Ordering::Relaxed);
+                bytes.fetch_sub(
+                    wal_len.min(bytes.load(std::sync::atomic::Ordering::Relaxed)),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 tracing::info!(
                     segment = %path.display(),
                     records = s.record_count,

@@ -177,6 +177,9 @@ impl Writer {
             .write_all(batch)
             .map_err(|e| LogError::io("write", &self.seg.path, e))?;
         self.seg.len += batch.len() as u64;
+        self.shared
+            .local_bytes
+            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.seg.last_lsn = last_lsn;
         self.seg.first_record_at.get_or_insert_with(Instant::now);
         self.unsynced = Some(last_lsn);
@@ -219,6 +222,7 @@ impl Writer {
             path: old.path,
             first_lsn: old.first_lsn,
             last_lsn: old.last_lsn,
+            len: old.len,
         });
         Ok(())
     }
