@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -179,7 +180,7 @@ impl Writer {
         self.seg.len += batch.len() as u64;
         self.shared
             .local_bytes
-            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.seg.last_lsn = last_lsn;
         self.seg.first_record_at.get_or_insert_with(Instant::now);
         self.unsynced = Some(last_lsn);
@@ -214,6 +215,9 @@ impl Writer {
             &self.shared.wal_dir,
             self.seg.last_lsn + 1,
         )?;
+        self.shared
+            .local_bytes
+            .fetch_add(next.len, Ordering::Relaxed);
         let old = std::mem::replace(&mut self.seg, next);
         tracing::debug!(path = %old.path.display(), first = old.first_lsn, last = old.last_lsn, "rolled segment");
         // A closed channel means the sealer is gone (shutdown); the file stays and the next

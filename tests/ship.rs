@@ -1,0 +1,245 @@
+//! Shipping to local-directory stores: several destinations with their own progress,
+//! local copies removed only when every destination confirmed, a full spool refusing
+//! writes, and the backlog draining by itself after an outage.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use support::{config, entry};
+use vecwal::catalog::Catalog;
+use vecwal::log::{Log, LogError};
+use vecwal::ship::{ShipConfig, Shipper};
+use vecwal::store::{FsStore, ObjectInfo, PutOutcome, Store, StoreError};
+
+/// A local store that can be switched off, as an outage of the object store.
+struct Switchable {
+    inner: FsStore,
+    down: AtomicBool,
+}
+
+impl Switchable {
+    fn check(&self, op: &'static str, key: &str) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                store: self.inner.url().into(),
+                op,
+                key: key.into(),
+                detail: "connection refused (test outage)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for Switchable {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    async fn put_new(&self, key: &str, data: Vec<u8>) -> Result<PutOutcome, StoreError> {
+        self.check("put", key)?;
+        self.inner.put_new(key, data).await
+    }
+    async fn put(&self, key: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        self.check("put", key)?;
+        self.inner.put(key, data).await
+    }
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        self.check("get", key)?;
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.check("head", key)?;
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.check("list", prefix)?;
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.check("delete", key)?;
+        self.inner.delete(key).await
+    }
+}
+
+fn fast() -> ShipConfig {
+    ShipConfig {
+        interval: Duration::from_millis(200),
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+    }
+}
+
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_reach_every_destination_before_the_local_copy_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut cfg = config();
+    cfg.segment_max_bytes = 32 << 10;
+    let (log, _) = Log::open(&dir.path().join("data"), cfg).unwrap();
+    let log = Arc::new(log);
+    let stores: Vec<Arc<dyn Store>> = vec![
+        Arc::new(FsStore::new(a.path()).unwrap()),
+        Arc::new(FsStore::new(b.path()).unwrap()),
+    ];
+    let shipper = Shipper::start(log.clone(), stores.clone(), fast());
+    for i in 0..200 {
+        log.append(entry(0, i)).await.unwrap();
+    }
+    let sealed = log.roll().await.unwrap();
+    bounded("shipping", shipper.wait_shipped(sealed)).await;
+    // The local spool holds only the open segment now.
+    bounded("local removal", async {
+        while !log.sealed_segments().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    for store in &stores {
+        let cat = Catalog::load(&**store, "test").await.unwrap();
+        assert!(cat.segments.len() > 3, "{}", cat.segments.len());
+        assert!(cat.gaps().is_empty());
+        let w = cat.windows();
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].base_lsn, w[0].latest_lsn), (0, 200));
+        assert_eq!(
+            cat.identity.as_ref().unwrap().stream_id,
+            format!("{:016x}", log.meta().stream_id)
+        );
+        let hb: vecwal::ship::Heartbeat =
+            serde_json::from_slice(&store.get("test/heartbeat.json").await.unwrap()).unwrap();
+        assert!(hb.shipped_lsn <= 200);
+    }
+    shipper.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_fills_the_spool_refuses_writes_and_drains_afterwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut cfg = config();
+    cfg.segment_max_bytes = 16 << 10;
+    cfg.spool_max_bytes = 256 << 10;
+    let (log, _) = Log::open(&dir.path().join("data"), cfg).unwrap();
+    let log = Arc::new(log);
+    let broken = Arc::new(Switchable {
+        inner: FsStore::new(a.path()).unwrap(),
+        down: AtomicBool::new(true),
+    });
+    let healthy: Arc<dyn Store> = Arc::new(FsStore::new(b.path()).unwrap());
+    let shipper = Shipper::start(
+        log.clone(),
+        vec![broken.clone() as Arc<dyn Store>, healthy.clone()],
+        fast(),
+    );
+
+    // Write until the spool refuses: the outage holds every segment locally.
+    let mut written = 0u64;
+    let refusal = loop {
+        match log.check_admission() {
+            Ok(()) => {
+                log.append(entry(1, written)).await.unwrap();
+                written += 1;
+            }
+            Err(e) => break e,
+        }
+        assert!(written < 10_000, "the spool never filled");
+    };
+    assert!(matches!(refusal, LogError::SpoolFull { .. }), "{refusal}");
+    assert!(
+        refusal.to_string().contains("new writes are refused"),
+        "{refusal}"
+    );
+    assert!(refusal.is_recoverable());
+    // The healthy destination kept going on its own.
+    let sealed = log.roll().await.unwrap();
+    assert_eq!(sealed, written);
+    bounded("the healthy destination", async {
+        while shipper.status()[1].shipped_lsn < sealed {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let status = shipper.status();
+    assert_eq!(status[0].shipped_lsn, 0);
+    assert!(status[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("test outage"));
+    assert!(
+        !log.sealed_segments().unwrap().is_empty(),
+        "kept for the broken destination"
+    );
+
+    // The outage ends: the backlog drains without help, and writes are admitted again.
+    broken.down.store(false, Ordering::SeqCst);
+    bounded("the backlog to drain", shipper.wait_shipped(sealed)).await;
+    bounded("the spool to empty", async {
+        while log.check_admission().is_err() || !log.sealed_segments().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    for store in [broken.clone() as Arc<dyn Store>, healthy] {
+        let cat = Catalog::load(&*store, "test").await.unwrap();
+        assert!(cat.gaps().is_empty());
+        assert_eq!(cat.windows()[0].latest_lsn, written, "{}", store.url());
+    }
+    shipper.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_holding_another_stream_of_the_same_name_is_never_written() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(FsStore::new(store_dir.path()).unwrap());
+    // Another data directory, same stream name, different random id.
+    let other = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(other.path(), config()).unwrap();
+    let log = Arc::new(log);
+    log.append(entry(0, 0)).await.unwrap();
+    let first = Shipper::start(log.clone(), vec![store.clone()], fast());
+    let sealed = log.roll().await.unwrap();
+    bounded("first stream shipped", first.wait_shipped(sealed)).await;
+    first.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (log2, _) = Log::open(dir.path(), config()).unwrap();
+    let log2 = Arc::new(log2);
+    log2.append(entry(0, 0)).await.unwrap();
+    let second = Shipper::start(log2.clone(), vec![store.clone()], fast());
+    log2.roll().await.unwrap();
+    bounded("the conflict to stop the destination", async {
+        while !second.status()[0].stopped {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let err = second.status()[0].last_error.clone().unwrap();
+    assert!(
+        err.contains("two different streams were given the same name"),
+        "{err}"
+    );
+    assert_eq!(
+        log2.sealed_segments().unwrap().len(),
+        1,
+        "kept locally, not lost"
+    );
+    let cat = Catalog::load(&*store, "test").await.unwrap();
+    assert_eq!(
+        cat.segments.len(),
+        1,
+        "the first stream's history is untouched"
+    );
+    second.stop().await;
+}
