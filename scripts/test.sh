@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of vecwal, as CI does: formatting, lints, then the whole test suite
-# with cargo-nextest. Installs what the tests need first (later: the services they run
-# against, each bound to 127.0.0.1 and started by the tests themselves).
+# with cargo-nextest. Installs what the tests need first: cargo-nextest, and the real
+# services the integration tests run against (scripts/services.sh); the tests start each
+# service themselves on free loopback ports and stop it by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     echo "installing cargo-nextest (not found)" >&2
     cargo install --locked cargo-nextest
 fi
+
+echo "== services"
+eval "$(./scripts/services.sh)"
+echo "SeaweedFS: $WEED_BIN"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -12,5 +12,6 @@ pub mod catalog;
 pub mod cli;
 pub mod log;
 pub mod ship;
+pub mod snapshot;
 pub mod store;
 pub mod time;

@@ -64,6 +64,10 @@ impl Store for Switchable {
         self.check("delete", key)?;
         self.inner.delete(key).await
     }
+    async fn top_level(&self) -> Result<Vec<String>, StoreError> {
+        self.check("list", "")?;
+        self.inner.top_level().await
+    }
 }
 
 fn fast() -> ShipConfig {

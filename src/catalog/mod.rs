@@ -4,6 +4,8 @@
 //! the objects).
 
 pub mod keys;
+pub mod prune;
+pub mod verify;
 
 use serde::{Deserialize, Serialize};
 

@@ -2,6 +2,11 @@
 //! edge; the library below returns typed errors.
 
 mod inspect;
+mod ls;
+mod prune;
+mod ship;
+mod status;
+mod store_args;
 mod summary;
 mod verify;
 
@@ -28,12 +33,27 @@ pub struct Cli {
 pub enum Command {
     Inspect(inspect::Args),
     Verify(verify::Args),
+    Ls(ls::Args),
+    Status(status::Args),
+    Prune(prune::Args),
+    Ship(ship::Args),
 }
 
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let rt = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+    };
     match cli.command {
         Command::Inspect(a) => inspect::run(a),
-        Command::Verify(a) => verify::run(a),
+        Command::Verify(a) => rt()?.block_on(verify::run(a)),
+        Command::Ls(a) => rt()?.block_on(ls::run(a)),
+        Command::Status(a) => rt()?.block_on(status::run(a)),
+        Command::Prune(a) => rt()?.block_on(prune::run(a)),
+        Command::Ship(a) => rt()?.block_on(ship::run(a)),
     }
 }

@@ -179,6 +179,19 @@ impl Store for FsStore {
         Ok(out)
     }
 
+    async fn top_level(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(|e| self.io("list", "", e))? {
+            let entry = entry.map_err(|e| self.io("list", "", e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         match fs::remove_file(&path) {

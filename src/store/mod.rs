@@ -104,6 +104,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes `key`; an absent key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Names of the immediate "directories" at the top of the store (the first key
+    /// component of every key), sorted: the streams a store holds.
+    async fn top_level(&self) -> Result<Vec<String>>;
 }
 
 /// Options that apply to S3 stores; ignored by local ones.

@@ -35,6 +35,9 @@ pub struct S3Options {
     /// Region when the AWS chain names none.
     pub region: Option<String>,
     pub sse: Option<Sse>,
+    /// Access key and secret to use instead of the AWS chain (for embedding and tests;
+    /// the CLI always uses the chain).
+    pub static_credentials: Option<(String, String)>,
 }
 
 pub struct S3Store {
@@ -57,6 +60,15 @@ impl S3Store {
             aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
         if let Some(ep) = &opts.endpoint {
             loader = loader.endpoint_url(ep);
+        }
+        if let Some((key, secret)) = &opts.static_credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                key.clone(),
+                secret.clone(),
+                None,
+                None,
+                "vecwal-static",
+            ));
         }
         let shared = loader.load().await;
         let endpoint = opts
@@ -335,6 +347,34 @@ impl Store for S3Store {
             }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn top_level(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&self.prefix)
+                .delimiter("/")
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| self.err("list", "", e))?;
+            for p in page.common_prefixes() {
+                if let Some(name) = p.prefix().and_then(|k| k.strip_prefix(&self.prefix)) {
+                    out.push(name.trim_end_matches('/').to_string());
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.sort();
         Ok(out)
     }
 

@@ -11,6 +11,7 @@ pub async fn run(store: Arc<dyn Store>) {
     list_is_sorted_filtered_and_complete(&*store).await;
     large_objects_round_trip(&*store).await;
     bad_keys_are_refused(&*store).await;
+    assert_eq!(store.top_level().await.unwrap(), vec!["suite".to_string()]);
 }
 
 async fn create_is_atomic_idempotent_and_never_overwrites(s: &dyn Store) {

@@ -1,0 +1,39 @@
+//! Base snapshots in a store: the data object, then its manifest (SHA-256, size, the LSN
+//! it is aligned to). The manifest is written last, so a snapshot whose upload was cut
+//! short is never taken for a complete one. Taking snapshots (Redis RDB, Qdrant) comes
+//! with the capture front ends.
+
+use sha2::Digest;
+
+use crate::catalog::keys::{snapshot_data_key, snapshot_manifest_key};
+use crate::catalog::SnapshotManifest;
+use crate::store::{Store, StoreError};
+
+/// Stores `data` as the base snapshot of `stream` aligned to `lsn` (it reflects every
+/// record with LSN <= `lsn` and none after); `time_us` is that record's timestamp.
+pub async fn put_snapshot(
+    store: &dyn Store,
+    stream: &str,
+    timeline: u32,
+    lsn: u64,
+    time_us: i64,
+    format: &str,
+    data: Vec<u8>,
+) -> Result<SnapshotManifest, StoreError> {
+    let manifest = SnapshotManifest {
+        timeline,
+        lsn,
+        time_us,
+        format: format.to_string(),
+        data_key: snapshot_data_key(stream, timeline, lsn, format, false),
+        size: data.len() as u64,
+        sha256: hex::encode(sha2::Sha256::digest(&data)),
+        encrypted: false,
+    };
+    store.put_new(&manifest.data_key, data).await?;
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    store
+        .put_new(&snapshot_manifest_key(stream, timeline, lsn), json)
+        .await?;
+    Ok(manifest)
+}

@@ -1,0 +1,223 @@
+//! `ls`, `status`, `verify --store` and `prune` against a local-directory store holding a
+//! shipped stream, as an operator runs them.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::{config, entry};
+use vecwal::catalog::Catalog;
+use vecwal::log::Log;
+use vecwal::ship::{ShipConfig, Shipper};
+use vecwal::store::{FsStore, Store};
+
+fn vecwal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vecwal"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A stream of 300 records shipped in several segments to a local store.
+async fn shipped(store_dir: &Path) -> Arc<dyn Store> {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.segment_max_bytes = 64 << 10;
+    let (log, _) = Log::open(data.path(), cfg).unwrap();
+    let log = Arc::new(log);
+    let store: Arc<dyn Store> = Arc::new(FsStore::new(store_dir).unwrap());
+    let cfg = ShipConfig {
+        interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let shipper = Shipper::start(log.clone(), vec![store.clone()], cfg);
+    for i in 0..300 {
+        log.append(entry(2, i)).await.unwrap();
+    }
+    let last = log.roll().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), shipper.wait_shipped(last))
+        .await
+        .unwrap();
+    shipper.stop().await;
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_a_flipped_byte_names_the_object_and_remembers_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = shipped(dir.path()).await;
+    let s = dir.path().to_str().unwrap();
+    let o = vecwal(&["verify", "--store", s]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("300 records"), "{}", text(&o));
+    // A second run downloads nothing new.
+    let o = vecwal(&["verify", "--store", s]);
+    assert!(text(&o).contains("0 bytes downloaded"), "{}", text(&o));
+
+    // One flipped byte in the last segment (not verified yet after --all resets).
+    let cat = Catalog::load(&*store, "test").await.unwrap();
+    let victim = &cat.segments[1];
+    let path = dir.path().join(&victim.key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    std::fs::write(&path, bytes).unwrap();
+    let o = vecwal(&["verify", "--store", s]);
+    assert!(
+        o.status.success(),
+        "already verified objects are not downloaded again: {}",
+        text(&o)
+    );
+    let o = vecwal(&["verify", "--store", s, "--all"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains(&format!("FAULT: {}", victim.key)), "{out}");
+    assert!(out.contains("checksum mismatch"), "{out}");
+    assert!(
+        out.contains(&format!("(LSN {})", victim.range.first_lsn)),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_segment_is_a_gap_in_ls_status_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = shipped(dir.path()).await;
+    let s = dir.path().to_str().unwrap();
+    let o = vecwal(&["ls", "--store", s]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("(LSN 300)   timeline 1, from stream start"),
+        "{}",
+        text(&o)
+    );
+
+    let cat = Catalog::load(&*store, "test").await.unwrap();
+    assert!(cat.segments.len() >= 3);
+    let missing = &cat.segments[1];
+    store.delete(&missing.key).await.unwrap();
+    let o = vecwal(&["ls", "--store", s]);
+    let gap = format!(
+        "GAP: timeline 1 has no records {}..={}",
+        missing.range.first_lsn, missing.range.last_lsn
+    );
+    assert!(text(&o).contains(&gap), "{}", text(&o));
+    let o = vecwal(&["status", "--store", s]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("gap(s) in the shipped history"),
+        "{}",
+        text(&o)
+    );
+    let o = vecwal(&["verify", "--store", s]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("LSN gap"), "{}", text(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_fails_when_the_lag_exceeds_the_limit_or_no_shipper_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    shipped(dir.path()).await;
+    let s = dir.path().to_str().unwrap();
+    let o = vecwal(&["status", "--store", s, "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["shipped_lsn"], 300);
+    assert_eq!(v[0]["heartbeat"]["appended_lsn"], 300);
+    // No shipper writes heartbeats any more: the exposure grows past a small limit.
+    let o = vecwal(&["status", "--store", s, "--max-lag", "1ms"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("exceeds --max-lag"), "{}", text(&o));
+
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::create_dir(empty.path().join("s")).unwrap();
+    let o = vecwal(&["status", "--store", empty.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("no heartbeat"), "{}", text(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_keeps_the_base_snapshot_and_everything_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = shipped(dir.path()).await;
+    let s = dir.path().to_str().unwrap();
+    let cat = Catalog::load(&*store, "test").await.unwrap();
+    let n = cat.segments.len();
+    assert!(n >= 4);
+    // Snapshots aligned to the ends of segments 0 and 2.
+    let (a, b) = (cat.segments[0].range, cat.segments[2].range);
+    vecwal::snapshot::put_snapshot(
+        &*store,
+        "test",
+        1,
+        a.last_lsn,
+        a.last_ts,
+        "rdb",
+        b"snap-a".to_vec(),
+    )
+    .await
+    .unwrap();
+    vecwal::snapshot::put_snapshot(
+        &*store,
+        "test",
+        1,
+        b.last_lsn,
+        b.last_ts,
+        "rdb",
+        b"snap-b".to_vec(),
+    )
+    .await
+    .unwrap();
+
+    // A window reaching back before every snapshot: nothing may go.
+    let o = vecwal(&["prune", "--store", s, "--retain", "30d"]);
+    assert!(text(&o).contains("nothing can be deleted"), "{}", text(&o));
+
+    let o = vecwal(&["prune", "--store", s, "--retain", "0s", "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("base: snapshot at LSN {}", b.last_lsn)),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        Catalog::load(&*store, "test").await.unwrap().segments.len(),
+        n,
+        "dry run deletes nothing"
+    );
+
+    let o = vecwal(&["prune", "--store", s, "--retain", "0s"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let after = Catalog::load(&*store, "test").await.unwrap();
+    assert_eq!(
+        after.segments.len(),
+        n - 3,
+        "segments 0..=2 end at or before the base"
+    );
+    assert_eq!(after.segments[0].range.first_lsn, b.last_lsn + 1);
+    assert_eq!(after.snapshots.len(), 1);
+    assert_eq!(after.snapshots[0].lsn, b.last_lsn);
+    assert!(after.unrecognized.is_empty(), "{:?}", after.unrecognized);
+    let w = after.windows();
+    assert_eq!(
+        (w.len(), w[0].base_lsn, w[0].latest_lsn),
+        (1, b.last_lsn, 300)
+    );
+    let o = vecwal(&["verify", "--store", s, "--all"]);
+    assert!(
+        o.status.success(),
+        "the pruned store is sound: {}",
+        text(&o)
+    );
+}
