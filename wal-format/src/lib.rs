@@ -16,6 +16,7 @@
 //! against the bytes that remain (fuzzed in `fuzz/`).
 
 mod cursor;
+pub mod envelope;
 pub mod error;
 pub mod header;
 pub mod op;

@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use vecwal_format::envelope;
 use vecwal_format::{
     open_segment_header, Filter, Frames, Kind, Operation, Record, SealOptions, SealedSegment,
     SealedWriter, SegmentHeader, SegmentKind, Tail,
@@ -143,6 +144,14 @@ fn open(records: &[Record]) -> Vec<u8> {
     out
 }
 
+/// The key of `encrypted.seg.enc`: 32 bytes of 0x42. Its id is in the `.expected` file.
+fn golden_key() -> envelope::Key {
+    envelope::Key::new([0x42; 32])
+}
+
+/// The store key `encrypted.seg.enc` was sealed under (authenticated with it).
+const ENCRYPTED_NAME: &str = "golden/wal/0000000001/00000000000000000001-00000000000000000007.00001795255140000000-00001795255141500000.seg.enc";
+
 /// Every golden file, built from code.
 fn build() -> Vec<(&'static str, Vec<u8>)> {
     let recs = records();
@@ -170,7 +179,11 @@ fn build() -> Vec<(&'static str, Vec<u8>)> {
     let mut truncated = valid_seg.clone();
     truncated.truncate(truncated.len() - 10);
 
+    // valid.seg encrypted with the test key (SPEC.md §11).
+    let encrypted = envelope::seal(&golden_key(), [0x24; 24], ENCRYPTED_NAME, &valid_seg);
+
     vec![
+        ("encrypted.seg.enc", encrypted),
         ("valid.seg", valid_seg),
         ("valid.wal", valid_wal),
         ("torn-tail.wal", torn),
@@ -203,6 +216,14 @@ fn describe_record(out: &mut String, r: &Record) {
 /// A stable text rendering of what a reader makes of `data`.
 fn describe(data: &[u8]) -> String {
     let mut out = String::new();
+    if data.starts_with(&envelope::ENVELOPE_MAGIC) {
+        let id = envelope::key_id(data).unwrap();
+        writeln!(out, "envelope: key id {}", id.iter().map(|b| format!("{b:02x}")).collect::<String>()).unwrap();
+        return match envelope::open(&[golden_key()], ENCRYPTED_NAME, data) {
+            Ok(plain) => out + &describe(&plain),
+            Err(e) => out + &format!("error: {e}\n"),
+        };
+    }
     let h = match vecwal_format::peek_header(data) {
         Ok(h) => h,
         Err(e) => return format!("error: {e}\n"),
