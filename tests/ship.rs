@@ -75,6 +75,7 @@ fn fast() -> ShipConfig {
         interval: Duration::from_millis(200),
         min_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(200),
+        keyring: None,
     }
 }
 

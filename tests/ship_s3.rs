@@ -44,6 +44,7 @@ async fn an_object_store_outage_loses_nothing_refuses_when_full_and_drains_after
         interval: Duration::from_millis(200),
         min_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(500),
+        keyring: None,
     };
     let shipper = Shipper::start(log.clone(), vec![store.clone()], ship);
 

@@ -10,7 +10,7 @@ use sha2::Digest;
 use vecwal_format::SealedSegment;
 
 use super::{keys, Catalog, StreamIdentity};
-use crate::store::{Store, StoreError};
+use crate::store::{Keyring, Store, StoreError};
 
 /// What earlier runs verified.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -43,10 +43,12 @@ pub struct StoreVerifyReport {
 }
 
 /// Verifies `stream` in `store`. With `all`, ignores what earlier runs verified.
+/// Encrypted objects are decrypted with `keyring`; without it they are faults.
 pub async fn verify_store(
     store: &dyn Store,
     stream: &str,
     all: bool,
+    keyring: Option<&Keyring>,
 ) -> Result<StoreVerifyReport, StoreError> {
     let cat = Catalog::load(store, stream).await?;
     let state_key = format!("{stream}/{}", keys::VERIFIED_FILE);
@@ -103,7 +105,9 @@ pub async fn verify_store(
         }
         let data = store.get(&seg.key).await?;
         report.bytes_downloaded += data.len() as u64;
-        match check_segment(&data, r, stream_id) {
+        let checked = decrypt(keyring, &seg.key, r.encrypted, data)
+            .and_then(|d| check_segment(&d, r, stream_id));
+        match checked {
             Ok(n) => {
                 report.segments_checked += 1;
                 report.records_checked += n;
@@ -134,6 +138,13 @@ pub async fn verify_store(
         match store.get(&snap.data_key).await {
             Ok(data) => {
                 report.bytes_downloaded += data.len() as u64;
+                let data = match decrypt(keyring, &snap.data_key, snap.encrypted, data) {
+                    Ok(d) => d,
+                    Err((_, message)) => {
+                        report.faults.push(fault(message));
+                        continue;
+                    }
+                };
                 let sha = hex::encode(sha2::Sha256::digest(&data));
                 if data.len() as u64 != snap.size || sha != snap.sha256 {
                     report.faults.push(fault(format!(
@@ -168,6 +179,24 @@ pub async fn verify_store(
         )
         .await?;
     Ok(report)
+}
+
+/// The plaintext of an object, decrypting it if its name says it is encrypted.
+fn decrypt(
+    keyring: Option<&Keyring>,
+    key: &str,
+    encrypted: bool,
+    data: Vec<u8>,
+) -> Result<Vec<u8>, (Option<u64>, String)> {
+    match (encrypted, keyring) {
+        (false, _) => Ok(data),
+        (true, None) => Err((
+            None,
+            "encrypted: give its key (--encryption-key-file or --encryption-key-env) to check it"
+                .into(),
+        )),
+        (true, Some(k)) => k.decrypt(key, &data).map_err(|e| (None, e.to_string())),
+    }
 }
 
 /// Full check of one segment object; the record count, or where and what is wrong.

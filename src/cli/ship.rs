@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::store_args::StoreArgs;
+use super::store_args::{CryptArgs, StoreArgs};
 use crate::log::{Log, LogConfig};
 use crate::ship::{ShipConfig, Shipper};
 
@@ -29,6 +29,8 @@ pub struct Args {
     data_dir: PathBuf,
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    crypt: CryptArgs,
     /// Give up after this long without finishing.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::time::parse_duration)]
     timeout: Duration,
@@ -41,11 +43,16 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             a.data_dir.display()
         )
     })?;
+    let keyring = a.crypt.keyring()?.map(Arc::new);
     let stores = a.store.open_all().await?;
     let (log, _) = Log::open(&a.data_dir, LogConfig::new(meta.name.clone()))?;
     let log = Arc::new(log);
     let last = log.roll().await?;
-    let shipper = Shipper::start(log.clone(), stores, ShipConfig::default());
+    let cfg = ShipConfig {
+        keyring,
+        ..ShipConfig::default()
+    };
+    let shipper = Shipper::start(log.clone(), stores, cfg);
     let done = tokio::time::timeout(a.timeout, async {
         shipper.wait_shipped(last).await;
         while !log.sealed_segments()?.is_empty() {

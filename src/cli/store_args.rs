@@ -89,3 +89,30 @@ pub async fn resolve_stream(store: &dyn Store, named: Option<&str>) -> anyhow::R
         ),
     }
 }
+
+/// Client-side encryption keys, for commands that write or read log data in a store.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CryptArgs {
+    /// Encrypt objects in the store with this key (a file of 64 hex digits, base64 of 32
+    /// bytes, or 32 raw bytes). Repeat after a rotation: the first key encrypts new
+    /// objects, every key given can decrypt.
+    #[arg(long = "encryption-key-file", value_name = "PATH")]
+    pub key_files: Vec<std::path::PathBuf>,
+    /// Read an encryption key (hex or base64) from this environment variable; it comes
+    /// before any --encryption-key-file.
+    #[arg(long = "encryption-key-env", value_name = "VAR")]
+    pub key_env: Option<String>,
+}
+
+impl CryptArgs {
+    pub fn keyring(&self) -> anyhow::Result<Option<crate::store::Keyring>> {
+        let mut keys = Vec::new();
+        if let Some(var) = &self.key_env {
+            keys.push(crate::store::Keyring::key_from_env(var).map_err(anyhow::Error::msg)?);
+        }
+        for f in &self.key_files {
+            keys.push(crate::store::Keyring::key_from_file(f).map_err(anyhow::Error::msg)?);
+        }
+        Ok(crate::store::Keyring::new(keys))
+    }
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::store_args::{resolve_stream, StoreArgs};
+use super::store_args::{resolve_stream, CryptArgs, StoreArgs};
 use crate::catalog::verify::verify_store;
 use crate::log::reader::resolve;
 use crate::log::verify::{verify_files, Fault};
@@ -44,6 +44,8 @@ pub struct Args {
     /// With --store: verify everything again, not only what earlier runs did not.
     #[arg(long, requires = "stores")]
     all: bool,
+    #[command(flatten)]
+    crypt: CryptArgs,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -78,11 +80,12 @@ async fn run_store(a: Args) -> anyhow::Result<ExitCode> {
         s3_sse: None,
         s3_sse_kms_key_id: None,
     };
+    let keyring = a.crypt.keyring()?;
     let mut sound = true;
     let mut reports = Vec::new();
     for store in args.open_all().await? {
         let stream = resolve_stream(&*store, a.stream.as_deref()).await?;
-        let r = verify_store(&*store, &stream, a.all).await?;
+        let r = verify_store(&*store, &stream, a.all, keyring.as_ref()).await?;
         sound &= r.faults.is_empty();
         if !a.json {
             println!(

@@ -18,7 +18,7 @@ use vecwal_format::SealedSegment;
 use crate::catalog::keys::{self, SegmentKey};
 use crate::catalog::StreamIdentity;
 use crate::log::Log;
-use crate::store::{Store, StoreError};
+use crate::store::{Keyring, Store, StoreError};
 pub use heartbeat::Heartbeat;
 
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct ShipConfig {
     /// First retry delay after a failed upload; doubles up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// Client-side encryption of every segment object (SPEC.md §11).
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 impl Default for ShipConfig {
@@ -37,6 +39,7 @@ impl Default for ShipConfig {
             interval: Duration::from_secs(60),
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
+            keyring: None,
         }
     }
 }
@@ -266,11 +269,16 @@ async fn ship_pending(inner: &Inner, i: usize, store: &dyn Store) -> Result<(), 
             last_lsn: seg.trailer.last_lsn,
             first_ts: seg.trailer.first_ts,
             last_ts: seg.trailer.last_ts,
-            encrypted: false,
+            encrypted: inner.cfg.keyring.is_some(),
         };
         let last_ts = seg.trailer.last_ts;
         let size = data.len() as u64;
-        store.put_new(&key.key(&stream), data).await?;
+        let object = key.key(&stream);
+        let data = match &inner.cfg.keyring {
+            Some(k) => k.encrypt(&object, &data).map_err(|e| local(store, e))?,
+            None => data,
+        };
+        store.put_new(&object, data).await?;
         tracing::debug!(store = store.url(), lsn = last, "segment shipped");
         update(inner, i, |d| {
             if last > d.shipped_lsn {

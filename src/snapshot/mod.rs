@@ -7,10 +7,11 @@ use sha2::Digest;
 
 use crate::catalog::keys::{snapshot_data_key, snapshot_manifest_key};
 use crate::catalog::SnapshotManifest;
-use crate::store::{Store, StoreError};
+use crate::store::{Keyring, Store, StoreError};
 
 /// Stores `data` as the base snapshot of `stream` aligned to `lsn` (it reflects every
-/// record with LSN <= `lsn` and none after); `time_us` is that record's timestamp.
+/// record with LSN <= `lsn` and none after); `time_us` is that record's timestamp. With a
+/// keyring the data object is encrypted (SPEC.md §11); the manifest stays readable.
 pub async fn put_snapshot(
     store: &dyn Store,
     stream: &str,
@@ -19,16 +20,29 @@ pub async fn put_snapshot(
     time_us: i64,
     format: &str,
     data: Vec<u8>,
+    keyring: Option<&Keyring>,
 ) -> Result<SnapshotManifest, StoreError> {
+    // Size and SHA-256 are of the snapshot itself, what a restore loads.
     let manifest = SnapshotManifest {
         timeline,
         lsn,
         time_us,
         format: format.to_string(),
-        data_key: snapshot_data_key(stream, timeline, lsn, format, false),
+        data_key: snapshot_data_key(stream, timeline, lsn, format, keyring.is_some()),
         size: data.len() as u64,
         sha256: hex::encode(sha2::Sha256::digest(&data)),
-        encrypted: false,
+        encrypted: keyring.is_some(),
+    };
+    let data = match keyring {
+        Some(k) => k
+            .encrypt(&manifest.data_key, &data)
+            .map_err(|e| StoreError::Unavailable {
+                store: store.url().to_string(),
+                op: "encrypt",
+                key: manifest.data_key.clone(),
+                detail: e.to_string(),
+            })?,
+        None => data,
     };
     store.put_new(&manifest.data_key, data).await?;
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");

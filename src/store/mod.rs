@@ -4,6 +4,7 @@
 //! Keys are `/`-separated, relative to the store's root (the directory, or the bucket and
 //! prefix of the URL), and never contain `..` or empty components.
 
+pub mod crypt;
 mod fs;
 mod s3;
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use crypt::Keyring;
 pub use fs::FsStore;
 pub use s3::{S3Options, S3Store, Sse};
 

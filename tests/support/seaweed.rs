@@ -97,6 +97,8 @@ impl Seaweed {
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
             // One volume per bucket instead of seven, so buckets do not run out of volumes.
             .env("WEED_MASTER_VOLUME_GROWTH_COPY_1", "1")
+            // The server's key-encryption key, so SSE-S3 (AES256) requests work.
+            .env("WEED_S3_SSE_KEK", "5eed".repeat(16))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -141,6 +143,23 @@ impl Seaweed {
             .rev()
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Whether any file under the server's data directory contains `needle`.
+    pub fn data_contains(&self, needle: &[u8]) -> bool {
+        fn walk(dir: &std::path::Path, needle: &[u8]) -> bool {
+            std::fs::read_dir(dir).unwrap().any(|e| {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, needle)
+                } else {
+                    std::fs::read(&p)
+                        .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                        .unwrap_or(false)
+                }
+            })
+        }
+        walk(&self.dir.path().join("data"), needle)
     }
 
     /// Kills the server (an outage); its data stays for `restart`.

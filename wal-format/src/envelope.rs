@@ -65,7 +65,13 @@ pub fn seal(key: &Key, nonce: [u8; 24], object_key: &str, plaintext: &[u8]) -> V
     let aad = aad(&out, object_key);
     let cipher = XChaCha20Poly1305::new((&key.bytes).into());
     let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
         .expect("XChaCha20-Poly1305 encrypts any length that fits in memory");
     out.extend_from_slice(&ct);
     out
@@ -116,10 +122,13 @@ fn header(data: &[u8]) -> Result<([u8; 8], [u8; 24])> {
 /// Decrypts an envelope stored at `object_key` with whichever of `keys` it names.
 pub fn open(keys: &[Key], object_key: &str, data: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
     let (id, nonce) = header(data).map_err(EnvelopeError::Format)?;
-    let key = keys.iter().find(|k| k.id == id).ok_or_else(|| EnvelopeError::UnknownKey {
-        wanted: id.iter().map(|b| format!("{b:02x}")).collect(),
-        have: keys.iter().map(Key::id_hex).collect(),
-    })?;
+    let key = keys
+        .iter()
+        .find(|k| k.id == id)
+        .ok_or_else(|| EnvelopeError::UnknownKey {
+            wanted: id.iter().map(|b| format!("{b:02x}")).collect(),
+            have: keys.iter().map(Key::id_hex).collect(),
+        })?;
     let aad = aad(&data[..ENVELOPE_HEADER_LEN], object_key);
     XChaCha20Poly1305::new((&key.bytes).into())
         .decrypt(
@@ -156,15 +165,24 @@ mod tests {
     fn round_trip_and_every_tamper_is_detected() {
         let k = Key::new([7; 32]);
         let data = seal(&k, [1; 24], "s/wal/x.seg.enc", b"a sealed segment");
-        assert_eq!(open(&[k.clone()], "s/wal/x.seg.enc", &data).unwrap(), b"a sealed segment");
+        assert_eq!(
+            open(&[k.clone()], "s/wal/x.seg.enc", &data).unwrap(),
+            b"a sealed segment"
+        );
         // Another name: the object was moved.
-        assert_eq!(open(&[k.clone()], "s/wal/y.seg.enc", &data), Err(EnvelopeError::Authentication));
+        assert_eq!(
+            open(&[k.clone()], "s/wal/y.seg.enc", &data),
+            Err(EnvelopeError::Authentication)
+        );
         // Any flipped byte past the magic/version/algorithm is an authentication failure
         // or a precise header error; never a wrong plaintext.
         for i in 0..data.len() {
             let mut d = data.clone();
             d[i] ^= 1;
-            assert!(open(&[k.clone()], "s/wal/x.seg.enc", &d).is_err(), "flip at {i}");
+            assert!(
+                open(&[k.clone()], "s/wal/x.seg.enc", &d).is_err(),
+                "flip at {i}"
+            );
         }
         let other = Key::new([8; 32]);
         match open(&[other.clone()], "s/wal/x.seg.enc", &data) {
@@ -174,6 +192,9 @@ mod tests {
             }
             r => panic!("{r:?}"),
         }
-        assert!(!format!("{k:?}").contains("07"), "Debug must not print key bytes");
+        assert!(
+            !format!("{k:?}").contains("07"),
+            "Debug must not print key bytes"
+        );
     }
 }

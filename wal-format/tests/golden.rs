@@ -218,7 +218,12 @@ fn describe(data: &[u8]) -> String {
     let mut out = String::new();
     if data.starts_with(&envelope::ENVELOPE_MAGIC) {
         let id = envelope::key_id(data).unwrap();
-        writeln!(out, "envelope: key id {}", id.iter().map(|b| format!("{b:02x}")).collect::<String>()).unwrap();
+        writeln!(
+            out,
+            "envelope: key id {}",
+            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )
+        .unwrap();
         return match envelope::open(&[golden_key()], ENCRYPTED_NAME, data) {
             Ok(plain) => out + &describe(&plain),
             Err(e) => out + &format!("error: {e}\n"),
