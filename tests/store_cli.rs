@@ -12,6 +12,7 @@ use support::{config, entry};
 use vecwal::catalog::Catalog;
 use vecwal::log::Log;
 use vecwal::ship::{ShipConfig, Shipper};
+use vecwal::snapshot::{put_snapshot, SnapshotPoint};
 use vecwal::store::{FsStore, Store};
 
 fn vecwal(args: &[&str]) -> Output {
@@ -157,25 +158,27 @@ async fn prune_keeps_the_base_snapshot_and_everything_after_it() {
     assert!(n >= 4);
     // Snapshots aligned to the ends of segments 0 and 2.
     let (a, b) = (cat.segments[0].range, cat.segments[2].range);
-    vecwal::snapshot::put_snapshot(
+    let at = |lsn, time_us| SnapshotPoint {
+        timeline: 1,
+        lsn,
+        time_us,
+        format: "rdb",
+    };
+    put_snapshot(
         &*store,
         "test",
-        1,
-        a.last_lsn,
-        a.last_ts,
-        "rdb",
+        at(a.last_lsn, a.last_ts),
         b"snap-a".to_vec(),
+        None,
     )
     .await
     .unwrap();
-    vecwal::snapshot::put_snapshot(
+    put_snapshot(
         &*store,
         "test",
-        1,
-        b.last_lsn,
-        b.last_ts,
-        "rdb",
+        at(b.last_lsn, b.last_ts),
         b"snap-b".to_vec(),
+        None,
     )
     .await
     .unwrap();

@@ -9,20 +9,33 @@ use crate::catalog::keys::{snapshot_data_key, snapshot_manifest_key};
 use crate::catalog::SnapshotManifest;
 use crate::store::{Keyring, Store, StoreError};
 
+/// Where a snapshot is aligned: it reflects every record with LSN <= `lsn` and none
+/// after; `time_us` is that record's timestamp; `format` names the data (`rdb`, …).
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotPoint<'a> {
+    pub timeline: u32,
+    pub lsn: u64,
+    pub time_us: i64,
+    pub format: &'a str,
+}
+
 /// Stores `data` as the base snapshot of `stream` aligned to `lsn` (it reflects every
 /// record with LSN <= `lsn` and none after); `time_us` is that record's timestamp. With a
 /// keyring the data object is encrypted (SPEC.md §11); the manifest stays readable.
 pub async fn put_snapshot(
     store: &dyn Store,
     stream: &str,
-    timeline: u32,
-    lsn: u64,
-    time_us: i64,
-    format: &str,
+    at: SnapshotPoint<'_>,
     data: Vec<u8>,
     keyring: Option<&Keyring>,
 ) -> Result<SnapshotManifest, StoreError> {
     // Size and SHA-256 are of the snapshot itself, what a restore loads.
+    let SnapshotPoint {
+        timeline,
+        lsn,
+        time_us,
+        format,
+    } = at;
     let manifest = SnapshotManifest {
         timeline,
         lsn,

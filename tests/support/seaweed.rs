@@ -1,6 +1,7 @@
 //! A real SeaweedFS S3 server for tests: started on free loopback ports with a scratch
 //! data directory, stopped by PID (SIGKILL: its clean shutdown waits 15 s; nothing
 //! written is lost), restartable on the same ports and data for outage tests.
+#![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -164,14 +164,15 @@ mod tests {
     #[test]
     fn round_trip_and_every_tamper_is_detected() {
         let k = Key::new([7; 32]);
+        let ks = std::slice::from_ref(&k);
         let data = seal(&k, [1; 24], "s/wal/x.seg.enc", b"a sealed segment");
         assert_eq!(
-            open(&[k.clone()], "s/wal/x.seg.enc", &data).unwrap(),
+            open(ks, "s/wal/x.seg.enc", &data).unwrap(),
             b"a sealed segment"
         );
         // Another name: the object was moved.
         assert_eq!(
-            open(&[k.clone()], "s/wal/y.seg.enc", &data),
+            open(ks, "s/wal/y.seg.enc", &data),
             Err(EnvelopeError::Authentication)
         );
         // Any flipped byte past the magic/version/algorithm is an authentication failure
@@ -179,13 +180,10 @@ mod tests {
         for i in 0..data.len() {
             let mut d = data.clone();
             d[i] ^= 1;
-            assert!(
-                open(&[k.clone()], "s/wal/x.seg.enc", &d).is_err(),
-                "flip at {i}"
-            );
+            assert!(open(ks, "s/wal/x.seg.enc", &d).is_err(), "flip at {i}");
         }
         let other = Key::new([8; 32]);
-        match open(&[other.clone()], "s/wal/x.seg.enc", &data) {
+        match open(std::slice::from_ref(&other), "s/wal/x.seg.enc", &data) {
             Err(EnvelopeError::UnknownKey { wanted, have }) => {
                 assert_eq!(wanted, k.id_hex());
                 assert_eq!(have, vec![other.id_hex()]);
