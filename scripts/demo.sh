@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, for now: write a sample log with the real durable log (8 concurrent
 # writers appending Redis HSETs of 384-dim embeddings, rolled into sealed segments), then
-# inspect and verify it, then show verify catching one flipped byte.
+# inspect and verify it, show verify catching one flipped byte, ship the log to a store
+# (a local directory) and list and verify what the store holds.
 # Usage: scripts/demo.sh [DIR]   (default: a new temporary directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,5 +39,15 @@ else
     echo "(verify exited $?: the damage was found and located)"
 fi
 rm -f "$copy"
+
+store="$dir-store"
 echo
-echo "done: the sample log is in $dir"
+echo "== vecwal ship --data-dir $dir --store $store   (the embedded default: a local directory)"
+"$vecwal" ship --data-dir "$dir" --store "$store"
+echo
+echo "== vecwal ls --store $store"
+"$vecwal" ls --store "$store"
+echo "== vecwal verify --store $store"
+"$vecwal" verify --store "$store"
+echo
+echo "done: the sample log is in $dir, its shipped copy in $store"

@@ -248,3 +248,59 @@ async fn a_store_holding_another_stream_of_the_same_name_is_never_written() {
     );
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_one_second_interval_writes_ship_by_themselves_and_quiet_streams_upload_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(FsStore::new(store_dir.path()).unwrap());
+    // The ship interval drives both the age roll and the shipper's rounds.
+    let interval = Duration::from_secs(1);
+    let mut cfg = config();
+    cfg.segment_max_age = interval;
+    let (log, _) = Log::open(dir.path(), cfg).unwrap();
+    let log = Arc::new(log);
+    let ship = ShipConfig {
+        interval,
+        ..Default::default()
+    };
+    let shipper = Shipper::start(log.clone(), vec![store.clone()], ship);
+
+    // One write, and no roll asked for: it reaches the store by itself.
+    let a = log.append(entry(0, 0)).await.unwrap();
+    bounded("the write to ship by itself", shipper.wait_shipped(a.lsn)).await;
+
+    // Quiet: let the shipper run several rounds (its heartbeats are the signal).
+    let heartbeat = || async {
+        let b = store.get("test/heartbeat.json").await.unwrap();
+        serde_json::from_slice::<vecwal::ship::Heartbeat>(&b)
+            .unwrap()
+            .written_us
+    };
+    let mut seen = vec![heartbeat().await];
+    bounded("three more shipper rounds", async {
+        while seen.len() < 4 {
+            let t = heartbeat().await;
+            if t != *seen.last().unwrap() {
+                seen.push(t);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let cat = Catalog::load(&*store, "test").await.unwrap();
+    assert_eq!(
+        cat.segments.len(),
+        1,
+        "a quiet stream uploaded segments: {:?}",
+        cat.segments
+    );
+    let hb: vecwal::ship::Heartbeat =
+        serde_json::from_slice(&store.get("test/heartbeat.json").await.unwrap()).unwrap();
+    assert_eq!((hb.appended_lsn, hb.shipped_lsn), (1, 1));
+    assert_eq!(
+        hb.shipped_through_us, hb.written_us,
+        "caught up: no exposure"
+    );
+    shipper.stop().await;
+}

@@ -149,9 +149,3 @@ pub fn check_key(key: &str) -> Result<()> {
     }
     Ok(())
 }
-
-/// Hex MD5, the ETag S3 gives a single-part upload without KMS encryption.
-pub(crate) fn md5_hex(data: &[u8]) -> String {
-    use md5::Digest;
-    hex::encode(md5::Md5::digest(data))
-}

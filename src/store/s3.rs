@@ -17,7 +17,9 @@ use aws_sdk_s3::types::ServerSideEncryption;
 use aws_sdk_s3::Client;
 use base64::Engine as _;
 
-use super::{check_key, md5_hex, ObjectInfo, PutOutcome, Result, Store, StoreError};
+use bytes::Bytes;
+
+use super::{check_key, ObjectInfo, PutOutcome, Result, Store, StoreError};
 
 /// Server-side encryption requested on every object written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,17 +158,16 @@ impl S3Store {
         !matches!(self.sse, Some(Sse::Kms { .. }))
     }
 
+    /// PUTs `data`, whose MD5 is `md5`, optionally only if the key is free.
     async fn write(
         &self,
         key: &str,
-        data: Vec<u8>,
+        data: Bytes,
+        md5: &[u8; 16],
         if_none_match: bool,
     ) -> Result<(), (StoreError, bool)> {
         let full = self.full_key(key).map_err(|e| (e, false))?;
-        let md5 = {
-            use md5::Digest;
-            base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&data))
-        };
+        let md5 = base64::engine::general_purpose::STANDARD.encode(md5);
         let mut req = self
             .client
             .put_object()
@@ -200,7 +201,12 @@ impl S3Store {
 
     /// Checks the object at `key` holds exactly `data`: size and ETag, or the bytes when
     /// the ETag is no MD5.
-    async fn matches(&self, key: &str, data: &[u8]) -> Result<std::result::Result<(), String>> {
+    async fn matches(
+        &self,
+        key: &str,
+        data: &[u8],
+        md5: &[u8; 16],
+    ) -> Result<std::result::Result<(), String>> {
         let full = self.full_key(key)?;
         let head = self
             .client
@@ -223,7 +229,7 @@ impl S3Store {
             .trim_matches('"')
             .to_ascii_lowercase();
         if self.etag_is_md5() && etag.len() == 32 && !etag.contains('-') {
-            let want = md5_hex(data);
+            let want = hex::encode(md5);
             return Ok(if etag == want {
                 Ok(())
             } else {
@@ -248,18 +254,21 @@ impl Store for S3Store {
     }
 
     async fn put_new(&self, key: &str, data: Vec<u8>) -> Result<PutOutcome> {
+        let md5 = md5_of(&data);
+        // One buffer, shared (not copied) by the request and the checks.
+        let data = Bytes::from(data);
         // Look first: services without conditional writes would otherwise overwrite.
         let exists = self.head(key).await?.is_some();
         let outcome = if exists {
             PutOutcome::AlreadyPresent
         } else {
-            match self.write(key, data.clone(), true).await {
+            match self.write(key, data.clone(), &md5, true).await {
                 Ok(()) => PutOutcome::Created,
                 Err((_, true)) => PutOutcome::AlreadyPresent,
                 Err((e, false)) => return Err(e),
             }
         };
-        match self.matches(key, &data).await? {
+        match self.matches(key, &data, &md5).await? {
             Ok(()) => Ok(outcome),
             Err(detail) if outcome == PutOutcome::AlreadyPresent => Err(StoreError::Conflict {
                 store: self.url.clone(),
@@ -275,7 +284,10 @@ impl Store for S3Store {
     }
 
     async fn put(&self, key: &str, data: Vec<u8>) -> Result<()> {
-        self.write(key, data, false).await.map_err(|(e, _)| e)
+        let md5 = md5_of(&data);
+        self.write(key, Bytes::from(data), &md5, false)
+            .await
+            .map_err(|(e, _)| e)
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>> {
@@ -399,4 +411,9 @@ impl Store for S3Store {
 
 fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
+}
+
+fn md5_of(data: &[u8]) -> [u8; 16] {
+    use md5::Digest;
+    md5::Md5::digest(data).into()
 }
