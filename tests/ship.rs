@@ -304,3 +304,69 @@ async fn at_a_one_second_interval_writes_ship_by_themselves_and_quiet_streams_up
     );
     shipper.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_policy_holds_writes_until_shipping_makes_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.segment_max_bytes = 16 << 10;
+    cfg.spool_max_bytes = 64 << 10;
+    cfg.spool_full = vecwal::log::SpoolFullPolicy::Wait(Duration::from_secs(60));
+    let (log, _) = Log::open(dir.path(), cfg.clone()).unwrap();
+    let log = Arc::new(log);
+    let store = Arc::new(Switchable {
+        inner: FsStore::new(store_dir.path()).unwrap(),
+        down: AtomicBool::new(true),
+    });
+    let shipper = Shipper::start(log.clone(), vec![store.clone() as Arc<dyn Store>], fast());
+    // Fill until the spool is full even after sealing (sealed segments are smaller).
+    let mut n = 0;
+    loop {
+        while log.check_admission().is_ok() {
+            log.append(entry(3, n)).await.unwrap();
+            n += 1;
+        }
+        log.roll().await.unwrap();
+        if log.check_admission().is_err() {
+            break;
+        }
+    }
+    // Full: a write now waits instead of failing...
+    let waiting = {
+        let log = log.clone();
+        tokio::spawn(async move { log.admit().await })
+    };
+    tokio::task::yield_now().await;
+    assert!(
+        !waiting.is_finished(),
+        "admitted although the spool is full"
+    );
+    // ...and goes through once the store is back and shipping makes room.
+    store.down.store(false, Ordering::SeqCst);
+    bounded("the waiting write to be admitted", waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    shipper.stop().await;
+
+    // With a short limit and the store down for good, the wait ends in the clear refusal.
+    let dir2 = tempfile::tempdir().unwrap();
+    cfg.spool_full = vecwal::log::SpoolFullPolicy::Wait(Duration::from_millis(200));
+    let (log2, _) = Log::open(dir2.path(), cfg).unwrap();
+    let mut i = 0;
+    loop {
+        while log2.check_admission().is_ok() {
+            log2.append(entry(4, i)).await.unwrap();
+            i += 1;
+        }
+        log2.roll().await.unwrap();
+        if log2.check_admission().is_err() {
+            break;
+        }
+    }
+    let err = bounded("the wait to time out", log2.admit())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LogError::SpoolFull { .. }), "{err}");
+}

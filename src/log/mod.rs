@@ -53,9 +53,23 @@ pub struct LogConfig {
     /// ...or once its first record is this old. Empty segments never roll.
     pub segment_max_age: Duration,
     pub seal: SealOptions,
-    /// Most bytes of unshipped segments kept locally (open and sealed). Past it,
-    /// [`Log::check_admission`] refuses new writes: fail closed, never drop.
+    /// Most bytes of unshipped segments kept locally (open and sealed). Past it, new
+    /// writes are not admitted ([`Log::admit`]): fail closed, never drop.
     pub spool_max_bytes: u64,
+    /// What [`Log::admit`] does while the spool is full.
+    pub spool_full: SpoolFullPolicy,
+}
+
+/// What happens to a new write while the spool of unshipped segments is full. Either way
+/// nothing already acknowledged is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpoolFullPolicy {
+    /// Refuse it at once with [`LogError::SpoolFull`] (the default: fail closed, loudly).
+    #[default]
+    Refuse,
+    /// Hold it until shipping makes room, up to this long, then refuse it: back-pressure
+    /// instead of errors for short outages.
+    Wait(Duration),
 }
 
 impl LogConfig {
@@ -67,6 +81,7 @@ impl LogConfig {
             segment_max_age: Duration::from_secs(60),
             seal: SealOptions::default(),
             spool_max_bytes: 4 << 30,
+            spool_full: SpoolFullPolicy::Refuse,
         }
     }
 }
@@ -127,6 +142,8 @@ struct Shared {
     cfg: LogConfig,
     /// Bytes of segment files in the data directory: the spool of what is not shipped.
     local_bytes: std::sync::atomic::AtomicU64,
+    /// Bumped whenever shipped segments leave the spool, for writers waiting for room.
+    spool_room: watch::Sender<u64>,
     meta: StreamMeta,
     wal_dir: PathBuf,
     sealed_dir: PathBuf,
@@ -178,6 +195,7 @@ impl Log {
         });
         let shared = Arc::new(Shared {
             local_bytes: std::sync::atomic::AtomicU64::new(r.local_bytes),
+            spool_room: watch::channel(0).0,
             meta: r.meta.clone(),
             wal_dir: dir.join(layout::WAL_DIR),
             sealed_dir: dir.join(layout::SEALED_DIR),
@@ -332,11 +350,36 @@ impl Log {
         }
     }
 
-    /// Refuses a new write while the spool of unshipped segments is over its limit.
+    /// Admits a new write under the spool policy: at once while the spool has room;
+    /// when it is full, refuses ([`SpoolFullPolicy::Refuse`]) or waits for room up to a
+    /// limit ([`SpoolFullPolicy::Wait`]).
     ///
     /// Capture front ends call this *before* they forward a write upstream: a write the
     /// upstream applied must always be logged, so the log itself never refuses one for
     /// lack of spool (it may overshoot the limit by the writes already admitted).
+    pub async fn admit(&self) -> Result<()> {
+        let SpoolFullPolicy::Wait(limit) = self.shared.cfg.spool_full else {
+            return self.check_admission();
+        };
+        let mut room = self.shared.spool_room.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match self.check_admission() {
+                Err(LogError::SpoolFull { .. }) => {}
+                other => return other,
+            }
+            // Woken whenever shipping frees space; the deadline bounds the wait.
+            if tokio::time::timeout_at(deadline, room.changed())
+                .await
+                .is_err()
+            {
+                return self.check_admission();
+            }
+        }
+    }
+
+    /// Refuses a new write while the spool of unshipped segments is over its limit,
+    /// whatever the policy (see [`Log::admit`]).
     pub fn check_admission(&self) -> Result<()> {
         let used = self.spool_bytes();
         let limit = self.shared.cfg.spool_max_bytes;
@@ -382,6 +425,8 @@ impl Log {
         self.shared
             .local_bytes
             .fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
+        // Wake writers waiting for room (SpoolFullPolicy::Wait).
+        self.shared.spool_room.send_modify(|n| *n += 1);
         Ok(())
     }
 
