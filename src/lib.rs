@@ -4,12 +4,18 @@
 //! - [`log`]: the local durable log: append with group commit, roll, seal, recovery,
 //!   memory-mapped readers and verification.
 //! - [`time`]: parsing operator-given times (RFC 3339, relative `-15m`) and durations.
+//! - [`ship`]: shipping sealed segments to stores, with the spool, retries and heartbeats.
+//! - [`store`]: one store trait, a local-directory and an S3 backend, encryption keys.
+//! - [`catalog`]: what a store holds (segments, snapshots, windows, gaps), verify, prune.
+//! - [`snapshot`]: base snapshots in a store (data and manifest).
+//! - [`fsutil`]: durable directory operations.
 //! - [`cli`]: the `vecwal` command line, one file per subcommand.
 //!
 //! The on-disk format itself is the `vecwal-format` crate (`wal-format/`).
 
 pub mod catalog;
 pub mod cli;
+pub mod fsutil;
 pub mod log;
 pub mod ship;
 pub mod snapshot;

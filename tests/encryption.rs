@@ -224,3 +224,113 @@ fn key_sources_accept_hex_base64_raw_and_refuse_anything_else_without_echoing_it
     let err = Keyring::key_from_env("VECWAL_TEST_UNSET_KEY_VAR").unwrap_err();
     assert!(err.contains("is not set"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reshipping_after_a_restart_or_a_rotation_recognizes_what_is_already_stored() {
+    let keys = tempfile::tempdir().unwrap();
+    let (_, ring_a) = key_file(keys.path(), "a.key", 0x31);
+    let (_, ring_b) = key_file(keys.path(), "b.key", 0x32);
+    let data = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(FsStore::new(store_dir.path()).unwrap());
+    let mut cfg = config();
+    cfg.segment_max_bytes = 16 << 10;
+    let (log, _) = Log::open(data.path(), cfg).unwrap();
+    let log = Arc::new(log);
+    for i in 0..100 {
+        let op = Operation::RedisCommand {
+            argv: vec![
+                b"SET".to_vec(),
+                format!("k{i}").into_bytes(),
+                MARKER.to_vec(),
+            ],
+        };
+        log.append(Entry::new("0", &op).unwrap()).await.unwrap();
+    }
+    let last = log.roll().await.unwrap();
+    let fast = |ring: &Keyring| ShipConfig {
+        interval: Duration::from_millis(100),
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        keyring: Some(Arc::new(ring.clone())),
+    };
+    // A second destination that never answers keeps every local copy, as after an outage.
+    let nowhere: Arc<dyn Store> = Arc::new(FsStore::new(store_dir.path().join("x")).unwrap());
+    let blocked = Arc::new(BlockedStore(nowhere));
+    // Each round is a new shipper (a restart): it knows nothing of earlier confirmations and
+    // uploads every local segment again: under key A, under A again, then after a rotation
+    // to B (with A kept to read the old objects).
+    for ring in [ring_a.clone(), ring_a.clone(), ring_b.with_older(&ring_a)] {
+        let shipper = Shipper::start(
+            log.clone(),
+            vec![store.clone(), blocked.clone() as Arc<dyn Store>],
+            fast(&ring),
+        );
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while (shipper.status()[0].shipped_lsn < last
+                || shipper.status()[0].segments_shipped == 0)
+                && !shipper.status()[0].stopped
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap();
+        let s = &shipper.status()[0];
+        assert!(!s.stopped, "the destination stopped: {:?}", s.last_error);
+        assert!(s.last_error.is_none(), "{:?}", s.last_error);
+        shipper.stop().await;
+        assert!(
+            !log.sealed_segments().unwrap().is_empty(),
+            "kept for the blocked destination"
+        );
+    }
+}
+
+/// A destination that is always unreachable.
+struct BlockedStore(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl Store for BlockedStore {
+    fn url(&self) -> &str {
+        "blocked://"
+    }
+    async fn put_new(
+        &self,
+        key: &str,
+        _: Vec<u8>,
+    ) -> Result<vecwal::store::PutOutcome, vecwal::store::StoreError> {
+        Err(down(key))
+    }
+    async fn put(&self, key: &str, _: Vec<u8>) -> Result<(), vecwal::store::StoreError> {
+        Err(down(key))
+    }
+    async fn get(&self, key: &str) -> Result<Vec<u8>, vecwal::store::StoreError> {
+        Err(down(key))
+    }
+    async fn head(&self, key: &str) -> Result<Option<u64>, vecwal::store::StoreError> {
+        Err(down(key))
+    }
+    async fn list(
+        &self,
+        key: &str,
+    ) -> Result<Vec<vecwal::store::ObjectInfo>, vecwal::store::StoreError> {
+        Err(down(key))
+    }
+    async fn delete(&self, key: &str) -> Result<(), vecwal::store::StoreError> {
+        Err(down(key))
+    }
+    async fn top_level(&self) -> Result<Vec<String>, vecwal::store::StoreError> {
+        let _ = &self.0;
+        Err(down(""))
+    }
+}
+
+fn down(key: &str) -> vecwal::store::StoreError {
+    vecwal::store::StoreError::Unavailable {
+        store: "blocked://".into(),
+        op: "any",
+        key: key.into(),
+        detail: "connection refused".into(),
+    }
+}

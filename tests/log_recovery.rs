@@ -296,3 +296,37 @@ async fn timestamps_never_go_back_across_a_restart_even_if_the_clock_does() {
     );
     log.close().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_floor_survives_a_restart_after_every_record_was_shipped_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    log_with(dir.path(), 1).await;
+    // The last record is stamped a day ahead (a clock that was wrong, then corrected).
+    let wal = only_file(&dir.path().join("wal"));
+    let mut future = read_all(dir.path()).pop().unwrap();
+    let ahead = vecwal::log::now_us() + 86_400_000_000;
+    future.lsn = 2;
+    future.timestamp_us = ahead;
+    let mut bytes = fs::read(&wal).unwrap();
+    future.encode_frame(&mut bytes);
+    fs::write(&wal, bytes).unwrap();
+
+    // Roll, seal, and ship everything away: no record is left locally.
+    let (log, _) = Log::open(dir.path(), config()).unwrap();
+    log.roll().await.unwrap();
+    for (_, path) in log.sealed_segments().unwrap() {
+        log.remove_shipped(&path).unwrap();
+    }
+    log.close().unwrap();
+    assert!(read_all(dir.path()).is_empty());
+
+    let (log, _) = Log::open(dir.path(), config()).unwrap();
+    let a = log.append(entry(0, 9)).await.unwrap();
+    assert_eq!(a.lsn, 3);
+    assert!(
+        a.timestamp_us >= ahead,
+        "time went back after the restart: {} < {ahead}",
+        a.timestamp_us
+    );
+    log.close().unwrap();
+}

@@ -224,3 +224,52 @@ async fn prune_keeps_the_base_snapshot_and_everything_after_it() {
         text(&o)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_never_takes_a_snapshot_whose_data_is_missing_as_its_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = shipped(dir.path()).await;
+    let s = dir.path().to_str().unwrap();
+    let cat = Catalog::load(&*store, "test").await.unwrap();
+    let (a, b) = (cat.segments[0].range, cat.segments[2].range);
+    let at = |lsn, time_us| SnapshotPoint {
+        timeline: 1,
+        lsn,
+        time_us,
+        format: "rdb",
+    };
+    put_snapshot(
+        &*store,
+        "test",
+        at(a.last_lsn, a.last_ts),
+        b"snap-a".to_vec(),
+        None,
+    )
+    .await
+    .unwrap();
+    let newer = put_snapshot(
+        &*store,
+        "test",
+        at(b.last_lsn, b.last_ts),
+        b"snap-b".to_vec(),
+        None,
+    )
+    .await
+    .unwrap();
+    // The newer snapshot's data is gone (lost, or its upload was cut short).
+    store.delete(&newer.data_key).await.unwrap();
+    let o = vecwal(&["prune", "--store", s, "--retain", "0s"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("base: snapshot at LSN {}", a.last_lsn)),
+        "{}",
+        text(&o)
+    );
+    let after = Catalog::load(&*store, "test").await.unwrap();
+    assert_eq!(
+        after.segments[0].range.first_lsn,
+        a.last_lsn + 1,
+        "everything after the usable base is kept"
+    );
+    assert_eq!(after.windows()[0].latest_lsn, 300);
+}

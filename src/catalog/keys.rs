@@ -59,7 +59,13 @@ impl SegmentKey {
             last_ts: t1.parse().ok()?,
             encrypted,
         };
-        (k.first_lsn >= 1 && k.first_lsn <= k.last_lsn && k.first_ts <= k.last_ts).then_some(k)
+        // LSN u64::MAX is never written (the next one would not exist); refusing it keeps
+        // `last + 1` safe everywhere names are compared.
+        (k.first_lsn >= 1
+            && k.first_lsn <= k.last_lsn
+            && k.last_lsn < u64::MAX
+            && k.first_ts <= k.last_ts)
+            .then_some(k)
     }
 }
 

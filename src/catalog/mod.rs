@@ -74,6 +74,9 @@ pub struct Catalog {
     /// Keys under the stream that vecwal did not write, or snapshot data without its
     /// manifest (an upload cut short).
     pub unrecognized: Vec<String>,
+    /// Size of every snapshot data object present, by key.
+    #[serde(skip)]
+    pub snapshot_objects: std::collections::BTreeMap<String, u64>,
 }
 
 impl Catalog {
@@ -118,6 +121,7 @@ impl Catalog {
                 cat.snapshots.push(m);
             } else {
                 data_keys.push(&o.key);
+                cat.snapshot_objects.insert(o.key.clone(), o.size);
             }
         }
         for k in data_keys {
@@ -195,6 +199,13 @@ impl Catalog {
             });
         }
         out
+    }
+
+    /// Whether a snapshot's data object is in the store with the size its manifest implies
+    /// (an encrypted one is 60 bytes larger: envelope header and tag).
+    pub fn snapshot_present(&self, s: &SnapshotManifest) -> bool {
+        let want = if s.encrypted { s.size + 60 } else { s.size };
+        self.snapshot_objects.get(&s.data_key) == Some(&want)
     }
 
     /// The last segment, i.e. how far shipping has come.

@@ -21,10 +21,12 @@ pub struct PrunePlan {
 }
 
 pub fn plan(cat: &Catalog, window_start_us: i64) -> PrunePlan {
+    // A base must really be there: a manifest whose data is missing or cut short cannot
+    // start a restore, so it must not license deleting what came before it.
     let Some(base) = cat
         .snapshots
         .iter()
-        .filter(|s| s.time_us <= window_start_us)
+        .filter(|s| s.time_us <= window_start_us && cat.snapshot_present(s))
         .max_by_key(|s| (s.timeline, s.lsn))
     else {
         return PrunePlan::default();

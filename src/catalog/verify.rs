@@ -76,10 +76,21 @@ pub async fn verify_store(
     }
 
     // Segments: continuity is checked over all of them; contents only past what is known good.
-    let mut prev: Option<(u32, u64)> = None;
+    let mut prev: Option<(u32, u64, i64)> = None;
     for seg in &cat.segments {
         let r = seg.range;
-        if let Some((tl, last)) = prev {
+        if let Some((tl, last, last_ts)) = prev {
+            if r.first_ts < last_ts {
+                report.faults.push(StoreFault {
+                    key: seg.key.clone(),
+                    offset: None,
+                    lsn: Some(r.first_lsn),
+                    message: format!(
+                        "time goes back: starts at {} µs, the segment before ends at {last_ts} µs",
+                        r.first_ts
+                    ),
+                });
+            }
             if tl == r.timeline && r.first_lsn != last + 1 {
                 report.faults.push(StoreFault {
                     key: seg.key.clone(),
@@ -93,7 +104,7 @@ pub async fn verify_store(
                 });
             }
         }
-        prev = Some((r.timeline, r.last_lsn));
+        prev = Some((r.timeline, r.last_lsn, r.last_ts));
         let through = state
             .segments_through
             .get(&r.timeline)

@@ -186,15 +186,14 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     }
 }
 
+/// Creates a directory (and parents) durably.
 pub fn create_dir(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).map_err(|e| LogError::io("create directory", path, e))
+    crate::fsutil::create_dir_durable(path).map_err(|e| LogError::io("create directory", path, e))
 }
 
 /// fsyncs a directory so that entries created, renamed or removed in it are durable.
 pub fn sync_dir(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| LogError::io("fsync directory", path, e))
+    crate::fsutil::sync_dir(path).map_err(|e| LogError::io("fsync directory", path, e))
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:

@@ -421,12 +421,13 @@ impl Log {
             .map_err(|e| LogError::io("stat", path, e))?
             .len();
         std::fs::remove_file(path).map_err(|e| LogError::io("remove", path, e))?;
-        layout::sync_dir(&self.shared.sealed_dir)?;
+        // Out of the spool as soon as it is unlinked, even if the fsync below fails; and
+        // writers waiting for room (SpoolFullPolicy::Wait) may go on.
         self.shared
             .local_bytes
             .fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
-        // Wake writers waiting for room (SpoolFullPolicy::Wait).
         self.shared.spool_room.send_modify(|n| *n += 1);
+        layout::sync_dir(&self.shared.sealed_dir)?;
         Ok(())
     }
 

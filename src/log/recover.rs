@@ -125,6 +125,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         if let Some((_, t)) = scan.last {
             last_ts = last_ts.max(t);
         }
+        last_ts = last_ts.max(scan.created_us);
         if !is_newest && scan.last.is_none() {
             // Rolled but never written: nothing to seal.
             fs::remove_file(&path).map_err(|e| LogError::io("remove", &path, e))?;
@@ -191,7 +192,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
                 first_record_at: (last >= first_lsn).then(std::time::Instant::now),
             }
         }
-        None => OpenSegment::create(&meta, &wal_dir, last_lsn + 1)?,
+        None => OpenSegment::create(&meta, &wal_dir, last_lsn + 1, last_ts)?,
     };
     let next_lsn = last_lsn + 1;
     let mut local_bytes = 0;
@@ -218,6 +219,8 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
 }
 
 struct Scan {
+    /// The header's time: a floor for the stream's timestamps.
+    created_us: i64,
     /// LSN and timestamp of the last whole record, if any.
     last: Option<(u64, i64)>,
     /// Offset just past the last whole frame.
@@ -255,6 +258,7 @@ fn scan_open(
         }
     }
     Ok(Some(Scan {
+        created_us: header.created_us,
         last,
         valid_len: frames.valid_len(),
         file_len: data.len() as u64,

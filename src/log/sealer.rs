@@ -26,7 +26,13 @@ pub(crate) struct SealJob {
 
 pub(crate) fn run(shared: Arc<Shared>, jobs: Receiver<SealJob>) {
     for job in jobs {
-        match seal(&job.path, &shared.sealed_dir, shared.cfg.seal) {
+        match seal(
+            &job.path,
+            &shared.sealed_dir,
+            shared.cfg.seal,
+            &shared.local_bytes,
+            job.len,
+        ) {
             Ok((path, s)) if (s.first_lsn, s.last_lsn) != (job.first_lsn, job.last_lsn) => {
                 shared.fail(LogError::Layout {
                     path,
@@ -38,13 +44,6 @@ pub(crate) fn run(shared: Arc<Shared>, jobs: Receiver<SealJob>) {
                 return;
             }
             Ok((path, s)) => {
-                let wal_len = job.len;
-                let bytes = &shared.local_bytes;
-                bytes.fetch_add(s.file_bytes, std::sync::atomic::Ordering::Relaxed);
-                bytes.fetch_sub(
-                    wal_len.min(bytes.load(std::sync::atomic::Ordering::Relaxed)),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
                 tracing::info!(
                     segment = %path.display(),
                     records = s.record_count,
@@ -78,10 +77,16 @@ pub(crate) fn map(path: &Path) -> Result<Mmap> {
 /// Seals the complete open segment at `wal`: writes `<sealed_dir>/<name>.seg` through a
 /// temp file (fsync, rename, fsync dir), then removes `wal` (fsync its dir). A crash at
 /// any point leaves either the open segment, or both (recovery removes the open one).
+///
+/// `spool` counts the segment bytes in the data directory: the sealed file is added before
+/// it becomes visible (the shipper may remove it at once) and the open one subtracted once
+/// it is gone (`wal_len` bytes).
 pub(crate) fn seal(
     wal: &Path,
     sealed_dir: &Path,
     opts: SealOptions,
+    spool: &std::sync::atomic::AtomicU64,
+    wal_len: u64,
 ) -> Result<(PathBuf, SealSummary)> {
     let data = map(wal)?;
     let (header, first) = open_segment_header(&data).map_err(|e| LogError::corruption(wal, e))?;
@@ -118,10 +123,12 @@ pub(crate) fn seal(
         summary.first_lsn,
         summary.last_lsn,
     ));
+    spool.fetch_add(summary.file_bytes, std::sync::atomic::Ordering::Relaxed);
     fs::rename(&tmp, &path).map_err(|e| LogError::io("rename", &tmp, e))?;
     layout::sync_dir(sealed_dir)?;
     drop(data);
     fs::remove_file(wal).map_err(|e| LogError::io("remove", wal, e))?;
+    spool.fetch_sub(wal_len, std::sync::atomic::Ordering::Relaxed);
     layout::sync_dir(wal.parent().expect("segment has a parent"))?;
     Ok((path, summary))
 }

@@ -55,6 +55,7 @@ pub fn verify_files(files: &[PathBuf]) -> VerifyReport {
     // (stream id, timeline, next LSN) carried from file to file.
     let mut expect: Option<(u64, u32, u64)> = None;
     let mut last_lsn = None;
+    let mut last_ts: Option<i64> = None;
     for (i, path) in files.iter().enumerate() {
         let is_last = i + 1 == files.len();
         match verify_file(path, is_last, &mut report) {
@@ -66,6 +67,8 @@ pub fn verify_files(files: &[PathBuf]) -> VerifyReport {
                             "belongs to stream {:016x}, the files before to {sid:016x}",
                             h.0
                         ))
+                    } else if let Some(msg) = time_back(last_ts, summary.file.first_ts_us) {
+                        Some(msg)
                     } else if tl == h.1 && next != h.2 {
                         Some(format!(
                             "starts at LSN {} but the previous file ends at LSN {}",
@@ -88,6 +91,7 @@ pub fn verify_files(files: &[PathBuf]) -> VerifyReport {
                 let end = summary.file.last_lsn.unwrap_or(summary.file.first_lsn - 1);
                 expect = Some((h.0, h.1, end + 1));
                 last_lsn = summary.file.last_lsn.or(last_lsn);
+                last_ts = summary.file.last_ts_us.or(last_ts);
                 report.records += summary.file.records;
                 report.files.push(summary.file);
             }
@@ -170,7 +174,10 @@ fn verify_file(
                     path: path.to_path_buf(),
                     offset: *offset,
                     after_lsn: summary.last_lsn,
-                    message: format!("torn tail of {} bytes: {cause}", bytes - offset),
+                    message: format!(
+                        "torn tail of {} bytes: {cause}",
+                        bytes.saturating_sub(*offset)
+                    ),
                 };
                 if !is_last {
                     return Err(torn);
@@ -184,4 +191,15 @@ fn verify_file(
         stream_id: header.stream_id,
         timeline: header.timeline,
     }))
+}
+
+/// A fault message when a file's first record is older than the previous file's last
+/// (promise 10: time never goes back within a stream).
+fn time_back(prev_last: Option<i64>, first: Option<i64>) -> Option<String> {
+    match (prev_last, first) {
+        (Some(prev), Some(first)) if first < prev => Some(format!(
+            "time goes back: its first record is at {first} µs, the file before ends at {prev} µs"
+        )),
+        _ => None,
+    }
 }

@@ -30,10 +30,14 @@ pub(crate) struct OpenSegment {
 
 impl OpenSegment {
     /// Creates a new open segment durably: header written and fsynced, directory fsynced.
+    /// `time_floor_us` is the last record's timestamp: the header's time is never below
+    /// it, so the header carries the stream's time floor across a restart even when every
+    /// record before it has been shipped and removed (promise 10).
     pub fn create(
         shared_meta: &layout::StreamMeta,
         wal_dir: &std::path::Path,
         first_lsn: u64,
+        time_floor_us: i64,
     ) -> Result<Self> {
         let path = wal_dir.join(layout::open_name(shared_meta.timeline, first_lsn));
         let header = SegmentHeader {
@@ -41,7 +45,7 @@ impl OpenSegment {
             stream_id: shared_meta.stream_id,
             timeline: shared_meta.timeline,
             first_lsn,
-            created_us: now_us(),
+            created_us: now_us().max(time_floor_us),
             stream_name: shared_meta.name.clone(),
         }
         .encode();
@@ -210,10 +214,12 @@ impl Writer {
             return Ok(());
         }
         self.sync()?;
+        let floor = self.shared.lock().last_ts;
         let next = OpenSegment::create(
             &self.shared.meta,
             &self.shared.wal_dir,
             self.seg.last_lsn + 1,
+            floor,
         )?;
         self.shared
             .local_bytes

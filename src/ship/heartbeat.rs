@@ -17,27 +17,29 @@ pub struct Heartbeat {
     pub appended_time_us: i64,
     /// Last LSN confirmed in this store.
     pub shipped_lsn: u64,
-    /// Every record with a timestamp at or before this is in this store: the heartbeat's
-    /// time if nothing was waiting, else the time of the last record shipped.
+    /// Every record with a timestamp at or before this is in this store: just before the
+    /// heartbeat's time if nothing was waiting, else the time of the last record shipped.
     pub shipped_through_us: i64,
     pub spool_bytes: u64,
     pub spool_limit: u64,
 }
 
 pub(super) async fn write(inner: &Inner, i: usize, store: &dyn Store) -> Result<(), StoreError> {
+    // The clock first: every record appended before it is counted in appended_lsn below,
+    // so "caught up" really covers every record stamped before written_us.
+    let written_us = now_us();
     let (appended_lsn, appended_time_us) = inner.log.last_appended();
     let (shipped_lsn, shipped_time) = {
         let s = inner.status.lock().unwrap_or_else(|p| p.into_inner());
         (s[i].shipped_lsn, s[i].shipped_time_us)
     };
-    let written_us = now_us();
     let hb = Heartbeat {
         written_us,
         appended_lsn,
         appended_time_us,
         shipped_lsn,
         shipped_through_us: if shipped_lsn >= appended_lsn {
-            written_us
+            written_us - 1
         } else {
             shipped_time
         },

@@ -166,6 +166,7 @@ async fn run_destination(inner: Arc<Inner>, i: usize, store: Arc<dyn Store>) {
             heartbeat::write(&inner, i, &*store).await
         }
         .await;
+        let succeeded = result.is_ok();
         let wait = match result {
             Ok(()) => {
                 backoff = inner.cfg.min_backoff;
@@ -198,7 +199,7 @@ async fn run_destination(inner: Arc<Inner>, i: usize, store: Arc<dyn Store>) {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(wait) => {}
             // A new sealed segment: ship it now, unless we are backing off.
-            r = inner.log.wait_sealed(next), if wait == inner.cfg.interval => {
+            r = inner.log.wait_sealed(next), if succeeded => {
                 if r.is_err() {
                     // The log closed or failed: ship what is left, then rest.
                     tokio::time::sleep(wait).await;
@@ -274,11 +275,23 @@ async fn ship_pending(inner: &Inner, i: usize, store: &dyn Store) -> Result<(), 
         let last_ts = seg.trailer.last_ts;
         let size = data.len() as u64;
         let object = key.key(&stream);
-        let data = match &inner.cfg.keyring {
-            Some(k) => k.encrypt(&object, &data).map_err(|e| local(store, e))?,
-            None => data,
-        };
-        store.put_new(&object, data).await?;
+        match &inner.cfg.keyring {
+            None => {
+                store.put_new(&object, data).await?;
+            }
+            Some(k) => match store.put_new(&object, k.encrypt(&object, &data)).await {
+                Ok(_) => {}
+                // Sealed under another key (before a rotation): the same segment if it
+                // decrypts to the same bytes.
+                Err(conflict @ StoreError::Conflict { .. }) => {
+                    let existing = store.get(&object).await?;
+                    if k.decrypt(&object, &existing).ok().as_deref() != Some(&data[..]) {
+                        return Err(conflict);
+                    }
+                }
+                Err(e) => return Err(e),
+            },
+        }
         tracing::debug!(store = store.url(), lsn = last, "segment shipped");
         update(inner, i, |d| {
             if last > d.shipped_lsn {

@@ -47,14 +47,7 @@ pub async fn put_snapshot(
         encrypted: keyring.is_some(),
     };
     let data = match keyring {
-        Some(k) => k
-            .encrypt(&manifest.data_key, &data)
-            .map_err(|e| StoreError::Unavailable {
-                store: store.url().to_string(),
-                op: "encrypt",
-                key: manifest.data_key.clone(),
-                detail: e.to_string(),
-            })?,
+        Some(k) => k.encrypt(&manifest.data_key, &data),
         None => data,
     };
     store.put_new(&manifest.data_key, data).await?;

@@ -38,16 +38,29 @@ impl Keyring {
         parse_key(&text).map_err(|_| bad_key(&format!("environment variable {var}")))
     }
 
+    /// This keyring's keys first (the first still encrypts), then `older`'s: a rotation.
+    pub fn with_older(&self, older: &Keyring) -> Keyring {
+        Keyring {
+            keys: self.keys.iter().chain(&older.keys).cloned().collect(),
+        }
+    }
+
     /// Id of the key that encrypts.
     pub fn current_id(&self) -> String {
         self.keys[0].id_hex()
     }
 
-    /// Encrypts an object to be stored at `object_key`, with a fresh random nonce.
-    pub fn encrypt(&self, object_key: &str, plaintext: &[u8]) -> std::io::Result<Vec<u8>> {
-        let mut nonce = [0u8; 24];
-        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut nonce)?;
-        Ok(envelope::seal(&self.keys[0], nonce, object_key, plaintext))
+    /// Encrypts an object to be stored at `object_key` with the current key. The same
+    /// object, name and key always give the same bytes (SPEC.md §11), so a retried upload
+    /// is recognized by the store.
+    pub fn encrypt(&self, object_key: &str, plaintext: &[u8]) -> Vec<u8> {
+        let key = &self.keys[0];
+        envelope::seal(
+            key,
+            envelope::derive_nonce(key, object_key, plaintext),
+            object_key,
+            plaintext,
+        )
     }
 
     pub fn decrypt(&self, object_key: &str, data: &[u8]) -> Result<Vec<u8>, EnvelopeError> {

@@ -18,7 +18,7 @@ pub struct FsStore {
 impl FsStore {
     pub fn new(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
-        fs::create_dir_all(&root).map_err(|e| {
+        crate::fsutil::create_dir_durable(&root).map_err(|e| {
             StoreError::Config(format!(
                 "cannot create store directory {}: {e}",
                 root.display()
@@ -60,7 +60,8 @@ impl FsStore {
     /// Writes a temp file beside `path` and fsyncs it; returns its path.
     fn write_temp(&self, key: &str, path: &Path, data: &[u8]) -> Result<PathBuf> {
         let dir = path.parent().expect("key has a parent");
-        fs::create_dir_all(dir).map_err(|e| self.io("create directory for", key, e))?;
+        crate::fsutil::create_dir_durable(dir)
+            .map_err(|e| self.io("create directory for", key, e))?;
         let name = path.file_name().expect("key has a name").to_string_lossy();
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

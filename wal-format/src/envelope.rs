@@ -52,8 +52,29 @@ impl Key {
     }
 }
 
+/// The nonce vecwal uses: the first 24 bytes of
+/// SHA-256("vecwal nonce" ‖ 00 ‖ key ‖ object_key ‖ 00 ‖ SHA-256(plaintext)).
+///
+/// Deterministic on purpose: sealing the same object under the same name and key again
+/// (a retried upload whose confirmation was lost) gives the same bytes, so the store
+/// recognizes it instead of seeing a conflict. Different contents or names give different
+/// nonces; with 192-bit nonces a collision is out of reach. It reveals only whether two
+/// objects under the same name and key are equal.
+pub fn derive_nonce(key: &Key, object_key: &str, plaintext: &[u8]) -> [u8; 24] {
+    let mut h = sha2::Sha256::new();
+    h.update(b"vecwal nonce\0");
+    h.update(key.bytes);
+    h.update(object_key.as_bytes());
+    h.update([0u8]);
+    h.update(sha2::Sha256::digest(plaintext));
+    let d = h.finalize();
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&d[..24]);
+    nonce
+}
+
 /// Encrypts `plaintext`, stored at `object_key`, with `key` and `nonce` (which must never
-/// repeat for a key: draw it from the OS's random source).
+/// repeat for a key with other contents: use [`derive_nonce`] or the OS's random source).
 pub fn seal(key: &Key, nonce: [u8; 24], object_key: &str, plaintext: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ENVELOPE_HEADER_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&ENVELOPE_MAGIC);

@@ -99,7 +99,7 @@ impl<D: AsRef<[u8]>> SealedSegment<D> {
             }
             if e.first_lsn != expect_lsn
                 || e.last_lsn < e.first_lsn
-                || e.last_lsn - e.first_lsn + 1 != e.record_count as u64
+                || (e.last_lsn - e.first_lsn).checked_add(1) != Some(e.record_count as u64)
             {
                 return bad(
                     at,
@@ -213,7 +213,10 @@ impl<D: AsRef<[u8]>> SealedSegment<D> {
             )
         };
         let mut seq = SequenceCheck::new(self.header.stream_id, self.header.timeline, e.first_lsn);
-        let mut records = Vec::with_capacity(e.record_count as usize);
+        // The count is checked against the frames below; bound the reservation by what the
+        // bytes could hold so a crafted count cannot demand gigabytes first.
+        let fits = raw.len() / (crate::record::FRAME_HEADER_LEN + crate::record::BODY_FIXED_LEN);
+        let mut records = Vec::with_capacity((e.record_count as usize).min(fits));
         let mut pos = 0;
         while pos < raw.len() {
             let (r, n) = decode_frame(&raw[pos..], pos as u64).map_err(in_block)?;
