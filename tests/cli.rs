@@ -4,25 +4,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use support::{config, entry};
+use support::{config, entry, text, vecwal};
 use vecwal::log::Log;
-
-fn vecwal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vecwal"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 async fn sample(dir: &Path) {
     let mut cfg = config();

@@ -5,11 +5,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::config;
+use support::{config, text, vecwal};
 use vecwal::catalog::Catalog;
 use vecwal::log::{Entry, Log};
 use vecwal::ship::{ShipConfig, Shipper};
@@ -17,21 +16,6 @@ use vecwal::store::{FsStore, Keyring, Store};
 use vecwal_format::{Operation, SealedSegment};
 
 const MARKER: &[u8] = b"confidential-title-7a1f";
-
-fn vecwal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vecwal"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn key_file(dir: &Path, name: &str, byte: u8) -> (String, Keyring) {
     let path = dir.join(name);

@@ -4,31 +4,16 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{config, entry};
-use vecwal::catalog::Catalog;
+use support::{config, entry, text, vecwal};
+use vecwal::catalog::keys::SegmentKey;
+use vecwal::catalog::{Catalog, SnapshotManifest};
 use vecwal::log::Log;
 use vecwal::ship::{ShipConfig, Shipper};
 use vecwal::snapshot::{put_snapshot, SnapshotPoint};
 use vecwal::store::{FsStore, Store};
-
-fn vecwal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vecwal"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A stream of 300 records shipped in several segments to a local store.
 async fn shipped(store_dir: &Path) -> Arc<dyn Store> {
@@ -156,32 +141,7 @@ async fn prune_keeps_the_base_snapshot_and_everything_after_it() {
     let cat = Catalog::load(&*store, "test").await.unwrap();
     let n = cat.segments.len();
     assert!(n >= 4);
-    // Snapshots aligned to the ends of segments 0 and 2.
-    let (a, b) = (cat.segments[0].range, cat.segments[2].range);
-    let at = |lsn, time_us| SnapshotPoint {
-        timeline: 1,
-        lsn,
-        time_us,
-        format: "rdb",
-    };
-    put_snapshot(
-        &*store,
-        "test",
-        at(a.last_lsn, a.last_ts),
-        b"snap-a".to_vec(),
-        None,
-    )
-    .await
-    .unwrap();
-    put_snapshot(
-        &*store,
-        "test",
-        at(b.last_lsn, b.last_ts),
-        b"snap-b".to_vec(),
-        None,
-    )
-    .await
-    .unwrap();
+    let (_, b, _) = two_snapshots(&*store, &cat).await;
 
     // A window reaching back before every snapshot: nothing may go.
     let o = vecwal(&["prune", "--store", s, "--retain", "30d"]);
@@ -231,31 +191,7 @@ async fn prune_never_takes_a_snapshot_whose_data_is_missing_as_its_base() {
     let store = shipped(dir.path()).await;
     let s = dir.path().to_str().unwrap();
     let cat = Catalog::load(&*store, "test").await.unwrap();
-    let (a, b) = (cat.segments[0].range, cat.segments[2].range);
-    let at = |lsn, time_us| SnapshotPoint {
-        timeline: 1,
-        lsn,
-        time_us,
-        format: "rdb",
-    };
-    put_snapshot(
-        &*store,
-        "test",
-        at(a.last_lsn, a.last_ts),
-        b"snap-a".to_vec(),
-        None,
-    )
-    .await
-    .unwrap();
-    let newer = put_snapshot(
-        &*store,
-        "test",
-        at(b.last_lsn, b.last_ts),
-        b"snap-b".to_vec(),
-        None,
-    )
-    .await
-    .unwrap();
+    let (a, _, newer) = two_snapshots(&*store, &cat).await;
     // The newer snapshot's data is gone (lost, or its upload was cut short).
     store.delete(&newer.data_key).await.unwrap();
     let o = vecwal(&["prune", "--store", s, "--retain", "0s"]);
@@ -272,4 +208,37 @@ async fn prune_never_takes_a_snapshot_whose_data_is_missing_as_its_base() {
         "everything after the usable base is kept"
     );
     assert_eq!(after.windows()[0].latest_lsn, 300);
+}
+
+/// Snapshots aligned to the ends of segments 0 and 2: their ranges, and the newer manifest.
+async fn two_snapshots(
+    store: &dyn Store,
+    cat: &Catalog,
+) -> (SegmentKey, SegmentKey, SnapshotManifest) {
+    let (a, b) = (cat.segments[0].range, cat.segments[2].range);
+    let at = |lsn, time_us| SnapshotPoint {
+        timeline: 1,
+        lsn,
+        time_us,
+        format: "rdb",
+    };
+    put_snapshot(
+        store,
+        "test",
+        at(a.last_lsn, a.last_ts),
+        b"snap-a".to_vec(),
+        None,
+    )
+    .await
+    .unwrap();
+    let newer = put_snapshot(
+        store,
+        "test",
+        at(b.last_lsn, b.last_ts),
+        b"snap-b".to_vec(),
+        None,
+    )
+    .await
+    .unwrap();
+    (a, b, newer)
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::store_args::{resolve_stream, StoreArgs};
+use super::store_args::{resolve_stream, StoreArgs, StreamArg};
 use crate::catalog::Catalog;
 use crate::time::format_us;
 
@@ -21,9 +21,8 @@ use crate::time::format_us;
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
-    /// The stream [default: the only stream in the store].
-    #[arg(long)]
-    stream: Option<String>,
+    #[command(flatten)]
+    stream: StreamArg,
     /// List every segment too.
     #[arg(long)]
     segments: bool,
@@ -34,7 +33,7 @@ pub struct Args {
 
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     for store in a.store.open_all().await? {
-        let stream = resolve_stream(&*store, a.stream.as_deref()).await?;
+        let stream = resolve_stream(&*store, a.stream.stream.as_deref()).await?;
         let cat = Catalog::load(&*store, &stream).await?;
         let (windows, gaps) = (cat.windows(), cat.gaps());
         if a.json {

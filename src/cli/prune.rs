@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::store_args::{resolve_stream, StoreArgs};
+use super::store_args::{resolve_stream, StoreArgs, StreamArg};
 use crate::catalog::{prune, Catalog};
 use crate::log::now_us;
 use crate::time::{format_us, parse_duration};
@@ -23,9 +23,8 @@ use crate::time::{format_us, parse_duration};
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
-    /// The stream [default: the only stream in the store].
-    #[arg(long)]
-    stream: Option<String>,
+    #[command(flatten)]
+    stream: StreamArg,
     /// How far back restores must stay possible (e.g. 30d, 12h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     retain: Duration,
@@ -37,7 +36,7 @@ pub struct Args {
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let window_start = now_us() - a.retain.as_micros() as i64;
     for store in a.store.open_all().await? {
-        let stream = resolve_stream(&*store, a.stream.as_deref()).await?;
+        let stream = resolve_stream(&*store, a.stream.stream.as_deref()).await?;
         let cat = Catalog::load(&*store, &stream).await?;
         let plan = prune::plan(&cat, window_start);
         println!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::store_args::{resolve_stream, StoreArgs};
+use super::store_args::{resolve_stream, StoreArgs, StreamArg};
 use crate::catalog::{keys, Catalog};
 use crate::log::now_us;
 use crate::ship::Heartbeat;
@@ -29,9 +29,8 @@ use crate::time::{format_us, parse_duration};
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
-    /// The stream [default: the only stream in the store].
-    #[arg(long)]
-    stream: Option<String>,
+    #[command(flatten)]
+    stream: StreamArg,
     /// Lag above which the status is a failure.
     #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_duration)]
     max_lag: Duration,
@@ -57,7 +56,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let now = now_us();
     let mut all = Vec::new();
     for store in a.store.open_all().await? {
-        let stream = resolve_stream(&*store, a.stream.as_deref()).await?;
+        let stream = resolve_stream(&*store, a.stream.stream.as_deref()).await?;
         let cat = Catalog::load(&*store, &stream).await?;
         let heartbeat: Option<Heartbeat> = match store
             .get(&format!("{stream}/{}", keys::HEARTBEAT_FILE))

@@ -116,3 +116,11 @@ impl CryptArgs {
         Ok(crate::store::Keyring::new(keys))
     }
 }
+
+/// Which stream of a store to work on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamArg {
+    /// The stream [default: the only stream in the store].
+    #[arg(long)]
+    pub stream: Option<String>,
+}

@@ -247,6 +247,40 @@ impl S3Store {
     }
 }
 
+impl S3Store {
+    /// Every page of a ListObjectsV2 under `full_prefix` (`shown` names it in errors).
+    async fn list_pages(
+        &self,
+        full_prefix: &str,
+        delimiter: Option<&str>,
+        shown: &str,
+    ) -> Result<Vec<aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output>> {
+        let mut pages = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(full_prefix)
+                .set_delimiter(delimiter.map(str::to_owned))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| self.err("list", shown, e))?;
+            let next = match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => Some(t.to_string()),
+                _ => None,
+            };
+            pages.push(page);
+            match next {
+                Some(t) => token = Some(t),
+                None => return Ok(pages),
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Store for S3Store {
     fn url(&self) -> &str {
@@ -332,19 +366,11 @@ impl Store for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        let full = format!("{}{prefix}", self.prefix);
         let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&full)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| self.err("list", prefix, e))?;
+        for page in self
+            .list_pages(&format!("{}{prefix}", self.prefix), None, prefix)
+            .await?
+        {
             for o in page.contents() {
                 if let Some(k) = o.key().and_then(|k| k.strip_prefix(&self.prefix)) {
                     out.push(ObjectInfo {
@@ -353,10 +379,6 @@ impl Store for S3Store {
                     });
                 }
             }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
-            }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
@@ -364,26 +386,11 @@ impl Store for S3Store {
 
     async fn top_level(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&self.prefix)
-                .delimiter("/")
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| self.err("list", "", e))?;
+        for page in self.list_pages(&self.prefix, Some("/"), "").await? {
             for p in page.common_prefixes() {
                 if let Some(name) = p.prefix().and_then(|k| k.strip_prefix(&self.prefix)) {
                     out.push(name.trim_end_matches('/').to_string());
                 }
-            }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
             }
         }
         out.sort();

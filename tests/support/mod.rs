@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::{Command, Output};
 
 use vecwal::log::reader::{local_segments, RecordReader, Start};
 use vecwal::log::{Entry, LogConfig};
@@ -42,4 +43,21 @@ pub fn read_all(dir: &Path) -> Vec<Record> {
 
 pub fn config() -> LogConfig {
     LogConfig::new("test")
+}
+
+/// Runs the `vecwal` binary with `args`.
+pub fn vecwal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vecwal"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Everything a command printed, stdout then stderr.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
