@@ -330,3 +330,37 @@ async fn the_time_floor_survives_a_restart_after_every_record_was_shipped_and_re
     );
     log.close().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_in_the_middle_of_the_newest_segment_stops_recovery_unless_told_to_truncate() {
+    let dir = tempfile::tempdir().unwrap();
+    log_with(dir.path(), 5).await;
+    let wal = only_file(&dir.path().join("wal"));
+    let records = read_all(dir.path());
+    let mut bytes = fs::read(&wal).unwrap();
+    // One flipped byte inside the second record; records 3..=5 after it are intact.
+    let header_len = bytes.len() - records.iter().map(|r| r.frame_len()).sum::<usize>();
+    let second = header_len + records[0].frame_len();
+    bytes[second + 20] ^= 0x01;
+    fs::write(&wal, &bytes).unwrap();
+
+    let err = Log::open(dir.path(), config())
+        .err()
+        .expect("recovery must not drop LSNs 2..=5");
+    assert!(
+        matches!(err, LogError::Corruption { offset, .. } if offset == second as u64),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("a whole record (LSN 3) follows"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&wal).unwrap(), bytes, "nothing was truncated");
+
+    let mut cfg = config();
+    cfg.recovery = vecwal::log::RecoveryMode::TruncateAfterDamage;
+    let (log, report) = Log::open(dir.path(), cfg).unwrap();
+    assert_eq!(report.next_lsn, 2);
+    assert_eq!(report.truncated.unwrap().1, second as u64);
+    log.close().unwrap();
+}

@@ -58,6 +58,20 @@ pub struct LogConfig {
     pub spool_max_bytes: u64,
     /// What [`Log::admit`] does while the spool is full.
     pub spool_full: SpoolFullPolicy,
+    /// How recovery treats damage in the newest open segment.
+    pub recovery: RecoveryMode,
+}
+
+/// How recovery treats bytes in the newest open segment that are not a whole frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Truncate a torn tail (nothing valid after it: a crash mid-write); refuse to start
+    /// with a `Corruption` error when a valid record follows the damage.
+    #[default]
+    Strict,
+    /// Truncate at the first damaged frame even when valid records follow: the operator's
+    /// explicit choice to go on without them.
+    TruncateAfterDamage,
 }
 
 /// What happens to a new write while the spool of unshipped segments is full. Either way
@@ -82,6 +96,7 @@ impl LogConfig {
             seal: SealOptions::default(),
             spool_max_bytes: 4 << 30,
             spool_full: SpoolFullPolicy::Refuse,
+            recovery: RecoveryMode::Strict,
         }
     }
 }

@@ -15,7 +15,7 @@ use super::error::{LogError, Result};
 use super::layout::{self, SegmentName, StreamMeta};
 use super::sealer::{map, SealJob};
 use super::writer::OpenSegment;
-use super::LogConfig;
+use super::{LogConfig, RecoveryMode};
 
 /// What recovery found and did, for the operator.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -114,7 +114,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
     let count = wals.len();
     for (i, (name, path)) in wals.into_iter().enumerate() {
         let is_newest = i + 1 == count;
-        let Some(scan) = scan_open(&path, &meta, name, is_newest)? else {
+        let Some(scan) = scan_open(&path, &meta, name, is_newest, cfg.recovery)? else {
             // The newest file's header never reached disk whole: it was being created at a
             // crash, so it never held a record.
             fs::remove_file(&path).map_err(|e| LogError::io("remove", &path, e))?;
@@ -234,6 +234,7 @@ fn scan_open(
     meta: &StreamMeta,
     name: SegmentName,
     is_newest: bool,
+    mode: RecoveryMode,
 ) -> Result<Option<Scan>> {
     let data = map(path)?;
     let (header, first) = match open_segment_header(&data) {
@@ -252,9 +253,31 @@ fn scan_open(
     if let Some(v) = frames.violation() {
         return Err(LogError::corruption(path, v.clone()));
     }
-    if let Some(Tail::Torn { cause, .. }) = frames.tail() {
+    if let Some(Tail::Torn { cause, offset }) = frames.tail() {
         if !is_newest {
             return Err(LogError::corruption(path, cause.clone()));
+        }
+        // A torn write leaves nothing valid after it. A whole record further on means the
+        // damage is in the middle: truncating would silently drop acknowledged records.
+        if mode == RecoveryMode::Strict {
+            let after = last
+                .map(|(lsn, _)| lsn)
+                .unwrap_or(header.first_lsn.saturating_sub(1));
+            if let Some((at, lsn)) = later_record(&data, *offset as usize + 1, after) {
+                return Err(LogError::Corruption {
+                    file: path.to_path_buf(),
+                    offset: *offset,
+                    cause: vecwal_format::FormatError::Malformed {
+                        what: "open segment".into(),
+                        offset: *offset,
+                        detail: format!(
+                            "{cause}; yet a whole record (LSN {lsn}) follows at offset {at}, so this is damage, \
+                             not a torn write. Recovery stops rather than drop records; to truncate here \
+                             anyway, open with RecoveryMode::TruncateAfterDamage"
+                        ),
+                    },
+                });
+            }
         }
     }
     Ok(Some(Scan {
@@ -263,6 +286,18 @@ fn scan_open(
         valid_len: frames.valid_len(),
         file_len: data.len() as u64,
     }))
+}
+
+/// The first whole, valid frame at or after `from` whose LSN is beyond `after`:
+/// `(offset, lsn)`. Frames are tried at every byte offset (the damage may have destroyed
+/// the length that says where the next one starts).
+fn later_record(data: &[u8], from: usize, after: u64) -> Option<(u64, u64)> {
+    (from..data.len()).find_map(
+        |at| match vecwal_format::decode_frame(&data[at..], at as u64) {
+            Ok((r, _)) if r.lsn > after => Some((at as u64, r.lsn)),
+            _ => None,
+        },
+    )
 }
 
 fn check_identity(
