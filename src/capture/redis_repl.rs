@@ -1,1 +1,322 @@
+//! A Redis replication client: vecwal connects to a master as a replica would (REPLCONF,
+//! PSYNC), receives the full-sync RDB with the exact replication offset it reflects, then
+//! the stream of write commands in the deterministic form Redis replicates them (relative
+//! expirations made absolute, SPOP as SREM, …), each with the offset it ends at.
+//!
+//! This is the ground the replication tap (`vecwal tap redis`) stands on: an RDB aligned to
+//! an offset is a base snapshot aligned to an LSN (promise 5), and the command stream is
+//! already deterministic (promise 4).
 
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::resp::{encode_command, parse_command, scan};
+
+/// Largest RDB accepted from a master in one full sync.
+pub const MAX_RDB: usize = 64 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplError {
+    #[error("cannot reach the Redis master {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("connection to the Redis master lost: {0}")]
+    Io(#[from] std::io::Error),
+    /// The master refused a step of the handshake (wrong password, replication disabled, …).
+    #[error("the Redis master refused {step}: {reply}")]
+    Refused { step: &'static str, reply: String },
+    /// Bytes that are not the replication protocol.
+    #[error("unexpected data from the Redis master: {0}")]
+    Protocol(String),
+}
+
+impl ReplError {
+    /// Whether reconnecting may help.
+    pub fn is_recoverable(&self) -> bool {
+        matches!(self, ReplError::Connect { .. } | ReplError::Io(_))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReplConfig {
+    /// `host:port` of the master.
+    pub addr: String,
+    pub username: Option<String>,
+    /// Never logged or shown (promise 9).
+    pub password: Option<String>,
+    /// The port this replica announces (REPLCONF listening-port); informational.
+    pub listening_port: u16,
+}
+
+/// Where the stream continues from, for a partial resync after a reconnect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplPosition {
+    pub replid: String,
+    /// Replication offset of the last byte received.
+    pub offset: u64,
+}
+
+/// What the master sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplEvent {
+    /// A full resync: the RDB reflects exactly the history up to `offset`.
+    FullSync {
+        replid: String,
+        offset: u64,
+        rdb: Vec<u8>,
+    },
+    /// A partial resync was accepted: the stream continues after the given position.
+    Continue { replid: String, offset: u64 },
+    /// One replicated command; `offset` is the replication offset just past it.
+    Command { offset: u64, argv: Vec<Vec<u8>> },
+}
+
+pub struct ReplClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    replid: String,
+    offset: u64,
+    last_ack: tokio::time::Instant,
+    pending: Option<ReplEvent>,
+}
+
+impl ReplClient {
+    /// Connects and runs the handshake. With `resume`, asks for a partial resync (PSYNC
+    /// replid offset+1); the master answers with a continue or a full resync, which the first
+    /// [`ReplClient::next`] returns.
+    pub async fn connect(
+        cfg: &ReplConfig,
+        resume: Option<&ReplPosition>,
+    ) -> Result<ReplClient, ReplError> {
+        let stream = TcpStream::connect(&cfg.addr)
+            .await
+            .map_err(|source| ReplError::Connect {
+                addr: cfg.addr.clone(),
+                source,
+            })?;
+        stream.set_nodelay(true)?;
+        let mut c = ReplClient {
+            stream,
+            buf: Vec::with_capacity(64 << 10),
+            replid: String::new(),
+            offset: 0,
+            last_ack: tokio::time::Instant::now(),
+            pending: None,
+        };
+        if let Some(pw) = &cfg.password {
+            let mut argv = vec![b"AUTH".to_vec()];
+            if let Some(u) = &cfg.username {
+                argv.push(u.as_bytes().to_vec());
+            }
+            argv.push(pw.as_bytes().to_vec());
+            c.request("AUTH", &argv).await?;
+        }
+        c.request("PING", &[b"PING".to_vec()]).await?;
+        let port = cfg.listening_port.to_string();
+        c.request(
+            "REPLCONF listening-port",
+            &[
+                b"REPLCONF".to_vec(),
+                b"listening-port".to_vec(),
+                port.into(),
+            ],
+        )
+        .await?;
+        c.request(
+            "REPLCONF capa",
+            &[
+                b"REPLCONF".to_vec(),
+                b"capa".to_vec(),
+                b"eof".to_vec(),
+                b"capa".to_vec(),
+                b"psync2".to_vec(),
+            ],
+        )
+        .await?;
+        let (id, off) = match resume {
+            Some(p) => (p.replid.clone(), (p.offset + 1).to_string()),
+            None => ("?".to_string(), "-1".to_string()),
+        };
+        let reply = c
+            .request(
+                "PSYNC",
+                &[b"PSYNC".to_vec(), id.into_bytes(), off.into_bytes()],
+            )
+            .await?;
+        let mut words = reply.split_whitespace();
+        match words.next() {
+            Some("FULLRESYNC") => {
+                let replid = words
+                    .next()
+                    .ok_or_else(|| proto("FULLRESYNC without replid"))?
+                    .to_string();
+                let offset = words
+                    .next()
+                    .and_then(|o| o.parse().ok())
+                    .ok_or_else(|| proto("FULLRESYNC without offset"))?;
+                let rdb = c.read_rdb().await?;
+                c.replid = replid.clone();
+                c.offset = offset;
+                c.pending = Some(ReplEvent::FullSync {
+                    replid,
+                    offset,
+                    rdb,
+                });
+            }
+            Some("CONTINUE") => {
+                let p = resume
+                    .ok_or_else(|| proto("CONTINUE to a PSYNC that asked for a full sync"))?;
+                // A new replication id after a failover; the offset goes on.
+                c.replid = words
+                    .next()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| p.replid.clone());
+                c.offset = p.offset;
+                c.pending = Some(ReplEvent::Continue {
+                    replid: c.replid.clone(),
+                    offset: c.offset,
+                });
+            }
+            _ => return Err(proto(&format!("unexpected PSYNC reply {reply:?}"))),
+        }
+        // The master streams nothing until the replica acknowledges an offset.
+        c.ack().await?;
+        Ok(c)
+    }
+
+    /// Current position (for a partial resync later).
+    pub fn position(&self) -> ReplPosition {
+        ReplPosition {
+            replid: self.replid.clone(),
+            offset: self.offset,
+        }
+    }
+
+    /// The next event. Acknowledges the offset to the master at least once a second and
+    /// whenever it asks (REPLCONF GETACK), which keeps the link alive.
+    pub async fn next(&mut self) -> Result<ReplEvent, ReplError> {
+        if let Some(e) = self.pending.take() {
+            return Ok(e);
+        }
+        loop {
+            if let Some((argv, n)) = parse_command(&self.buf).map_err(|e| proto(&e.to_string()))? {
+                self.buf.drain(..n);
+                self.offset += n as u64;
+                let getack = argv.len() >= 2
+                    && argv[0].eq_ignore_ascii_case(b"REPLCONF")
+                    && argv[1].eq_ignore_ascii_case(b"GETACK");
+                if getack {
+                    self.ack().await?;
+                }
+                return Ok(ReplEvent::Command {
+                    offset: self.offset,
+                    argv,
+                });
+            }
+            if self.last_ack.elapsed() >= Duration::from_secs(1) {
+                self.ack().await?;
+            }
+            let read = tokio::time::timeout(Duration::from_secs(1), self.fill()).await;
+            match read {
+                Ok(r) => r?,
+                Err(_) => continue, // quiet: loop to acknowledge
+            }
+        }
+    }
+
+    /// Sends `REPLCONF ACK <offset>`.
+    pub async fn ack(&mut self) -> Result<(), ReplError> {
+        let ack = encode_command(&[
+            b"REPLCONF".to_vec(),
+            b"ACK".to_vec(),
+            self.offset.to_string().into_bytes(),
+        ]);
+        self.stream.write_all(&ack).await?;
+        self.last_ack = tokio::time::Instant::now();
+        Ok(())
+    }
+
+    /// Reads more bytes into the buffer; a closed connection is an error.
+    async fn fill(&mut self) -> Result<(), ReplError> {
+        // Straight into the buffer: a 64 KiB array would live inside this future's state.
+        self.buf.reserve(64 << 10);
+        let n = self.stream.read_buf(&mut self.buf).await?;
+        if n == 0 {
+            return Err(ReplError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the master closed the connection",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends a command and reads its one-line reply; an error reply is `Refused`.
+    async fn request(&mut self, step: &'static str, argv: &[Vec<u8>]) -> Result<String, ReplError> {
+        self.stream.write_all(&encode_command(argv)).await?;
+        loop {
+            if let Some(f) = scan(&self.buf).map_err(|e| proto(&e.to_string()))? {
+                let raw: Vec<u8> = self.buf.drain(..f.len).collect();
+                let text = String::from_utf8_lossy(&raw[1..raw.len() - 2]).into_owned();
+                if f.is_error() {
+                    return Err(ReplError::Refused { step, reply: text });
+                }
+                return Ok(text);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads the RDB that follows FULLRESYNC: `$<len>\r\n<bytes>` (from disk) or
+    /// `$EOF:<40-byte mark>\r\n<bytes><mark>` (diskless). Newlines before it are keep-alives.
+    async fn read_rdb(&mut self) -> Result<Vec<u8>, ReplError> {
+        let header = loop {
+            while self.buf.first() == Some(&b'\n') {
+                self.buf.remove(0);
+            }
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let h: Vec<u8> = self.buf.drain(..i + 2).collect();
+                break h[..h.len() - 2].to_vec();
+            }
+            if self.buf.len() > 1024 {
+                return Err(proto("no RDB header after FULLRESYNC"));
+            }
+            self.fill().await?;
+        };
+        if !header.starts_with(b"$") {
+            return Err(proto("RDB header does not start with $"));
+        }
+        if let Some(mark) = header.strip_prefix(b"$EOF:") {
+            if mark.len() != 40 {
+                return Err(proto("diskless RDB mark is not 40 bytes"));
+            }
+            loop {
+                if let Some(i) = self.buf.windows(40).position(|w| w == mark) {
+                    let rdb: Vec<u8> = self.buf.drain(..i).collect();
+                    self.buf.drain(..40);
+                    return Ok(rdb);
+                }
+                if self.buf.len() > MAX_RDB {
+                    return Err(proto("RDB larger than the limit"));
+                }
+                self.fill().await?;
+            }
+        }
+        let len: usize = std::str::from_utf8(&header[1..])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&l| l <= MAX_RDB)
+            .ok_or_else(|| proto("bad RDB length"))?;
+        while self.buf.len() < len {
+            self.fill().await?;
+        }
+        Ok(self.buf.drain(..len).collect())
+    }
+}
+
+fn proto(detail: &str) -> ReplError {
+    ReplError::Protocol(detail.to_string())
+}

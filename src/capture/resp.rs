@@ -152,7 +152,7 @@ pub fn scan(buf: &[u8]) -> Result<Option<Frame>, RespError> {
 /// Parses the command at the start of `buf`: an array of bulk strings, or an inline command
 /// (space-separated words on one line). Returns the arguments and the bytes consumed;
 /// `Ok(None)` when more bytes are needed.
-pub fn parse_command(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, RespError> {
+pub fn parse_command(buf: &[u8]) -> Result<Option<Parsed>, RespError> {
     match buf.first() {
         None => Ok(None),
         Some(b'*') => {
@@ -190,6 +190,9 @@ pub fn parse_command(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, RespEr
         }
     }
 }
+
+/// A parsed command: its arguments and the bytes it took.
+pub type Parsed = (Vec<Vec<u8>>, usize);
 
 /// Encodes a command as an array of bulk strings.
 pub fn encode_command(argv: &[Vec<u8>]) -> Vec<u8> {

