@@ -242,3 +242,55 @@ async fn two_snapshots(
     .unwrap();
     (a, b, newer)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ship_command_seals_and_ships_everything_and_refuses_a_live_directory() {
+    let data = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let key = data.path().join("key");
+    std::fs::write(&key, hex::encode([9u8; 32])).unwrap();
+    let mut cfg = config();
+    cfg.segment_max_bytes = 64 << 10;
+    let (log, _) = Log::open(data.path().join("d").as_path(), cfg.clone()).unwrap();
+    for i in 0..150 {
+        log.append(entry(5, i)).await.unwrap();
+    }
+    // While a process has the directory open, ship refuses.
+    let (d, s, k) = (
+        data.path().join("d"),
+        store_dir.path().to_str().unwrap().to_string(),
+        key.to_str().unwrap().to_string(),
+    );
+    let args = [
+        "ship",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--store",
+        &s,
+        "--encryption-key-file",
+        &k,
+    ];
+    let o = vecwal(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("in use by another vecwal process"),
+        "{}",
+        text(&o)
+    );
+    log.close().unwrap();
+
+    let o = vecwal(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("through LSN 150"), "{}", text(&o));
+    let store = FsStore::new(store_dir.path()).unwrap();
+    let cat = Catalog::load(&store, "test").await.unwrap();
+    assert!(cat.segments.iter().all(|s| s.range.encrypted));
+    assert_eq!(cat.windows()[0].latest_lsn, 150);
+    assert_eq!(
+        std::fs::read_dir(d.join("sealed")).unwrap().count(),
+        0,
+        "local copies removed"
+    );
+    let o = vecwal(&["verify", "--store", &s, "--encryption-key-file", &k]);
+    assert!(o.status.success(), "{}", text(&o));
+}
