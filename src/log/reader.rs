@@ -35,14 +35,25 @@ impl Start {
     }
 }
 
-/// Segment files of a data directory in LSN order: sealed ones, then open ones.
+/// Segment files of a data directory in LSN order.
+///
+/// Safe against a live log: `wal/` is listed before `sealed/` (the sealer renames a sealed
+/// segment into place before it removes the open one, so a segment is always in one of the
+/// two listings), and where both copies of a segment are listed the sealed one is kept.
 pub fn local_segments(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut strays = Vec::new();
-    let mut all: Vec<_> = layout::list_segments(&dir.join(layout::SEALED_DIR), &mut strays)?;
-    all.extend(layout::list_segments(
-        &dir.join(layout::WAL_DIR),
-        &mut strays,
-    )?);
+    let open = layout::list_segments(&dir.join(layout::WAL_DIR), &mut strays)?;
+    let sealed = layout::list_segments(&dir.join(layout::SEALED_DIR), &mut strays)?;
+    let is_sealed = |t: u32, f: u64| {
+        sealed
+            .iter()
+            .any(|(n, _)| n.timeline == t && n.first_lsn == f)
+    };
+    let mut all: Vec<_> = open
+        .into_iter()
+        .filter(|(n, _)| !is_sealed(n.timeline, n.first_lsn))
+        .chain(sealed.iter().cloned())
+        .collect();
     all.sort_by_key(|(n, _)| (n.timeline, n.first_lsn));
     Ok(all.into_iter().map(|(_, p)| p).collect())
 }
@@ -61,6 +72,36 @@ pub fn resolve(path: &Path) -> Result<Vec<PathBuf>> {
     } else {
         Ok(vec![path.to_path_buf()])
     }
+}
+
+/// Opens the segment at `path`; if it is an open segment that has meanwhile been sealed
+/// and removed (a live log: the sealer may finish between listing and opening), opens its
+/// sealed twin instead, which holds the same records. Returns the path actually opened.
+pub fn open_live(path: &Path) -> Result<(PathBuf, SegmentFile)> {
+    match SegmentFile::open(path) {
+        Err(LogError::Io { ref source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            let twin = sealed_twin(path)
+                .ok_or_else(|| LogError::io("open", path, std::io::ErrorKind::NotFound.into()))?;
+            Ok((twin.clone(), SegmentFile::open(&twin)?))
+        }
+        other => other.map(|f| (path.to_path_buf(), f)),
+    }
+}
+
+/// The sealed segment made from the open segment at `path`, if there is one.
+fn sealed_twin(path: &Path) -> Option<PathBuf> {
+    let name = layout::SegmentName::parse(&path.file_name()?.to_string_lossy())?;
+    if name.last_lsn.is_some() {
+        return None;
+    }
+    let sealed = path.parent()?.parent()?.join(layout::SEALED_DIR);
+    layout::list_segments(&sealed, &mut Vec::new())
+        .ok()?
+        .into_iter()
+        .find(|(n, _)| {
+            n.timeline == name.timeline && n.first_lsn == name.first_lsn && n.last_lsn.is_some()
+        })
+        .map(|(_, p)| p)
 }
 
 /// One mapped segment file.
@@ -145,7 +186,8 @@ impl RecordReader {
             return Ok(false);
         };
         let is_last = self.files.len() == 0;
-        self.current = Some(match SegmentFile::open(&path)? {
+        let (path, file) = open_live(&path)?;
+        self.current = Some(match file {
             SegmentFile::Open { frames, .. } => Current::Open {
                 path,
                 frames,

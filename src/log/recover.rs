@@ -69,7 +69,6 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
     let mut spans = Vec::new();
     let mut sealed_firsts = Vec::new();
     let mut last_ts = i64::MIN;
-    let mut sealed_through = 0;
     for (name, path) in layout::list_segments(&sealed_dir, &mut strays)? {
         let seg = SealedSegment::open(map(&path)?).map_err(|e| LogError::corruption(&path, e))?;
         check_identity(&path, &seg.header, &meta, name)?;
@@ -86,7 +85,6 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
         });
         sealed_firsts.push((name.timeline, name.first_lsn));
         last_ts = last_ts.max(seg.trailer.last_ts);
-        sealed_through = sealed_through.max(seg.trailer.last_lsn);
     }
 
     let mut wals = Vec::new();
@@ -203,6 +201,15 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
                 .len();
         }
     }
+    // Everything before the oldest open segment was sealed, whether its sealed file is still
+    // here or already shipped and removed (sealed files precede open ones: checked above).
+    let sealed_through = to_seal
+        .iter()
+        .map(|j| j.first_lsn)
+        .chain([open_segment.first_lsn])
+        .min()
+        .expect("there is always an open segment")
+        - 1;
     report.to_seal = to_seal.len();
     report.next_lsn = next_lsn;
     Ok(Recovered {

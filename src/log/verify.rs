@@ -7,7 +7,7 @@ use serde::Serialize;
 use vecwal_format::Tail;
 
 use super::error::LogError;
-use super::reader::SegmentFile;
+use super::reader::{open_live, SegmentFile};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileSummary {
@@ -132,8 +132,9 @@ fn verify_file(
             message,
         }
     };
+    let (opened, file) = open_live(path).map_err(|e| fault(e, None))?;
+    let path = opened.as_path();
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let file = SegmentFile::open(path).map_err(|e| fault(e, None))?;
     let header = file.header().clone();
     let mut summary = FileSummary {
         path: path.to_path_buf(),

@@ -49,15 +49,26 @@ impl OpenSegment {
             stream_name: shared_meta.name.clone(),
         }
         .encode();
+        // Header into a temp file, then renamed into place: the segment is never visible,
+        // to readers of a live log or to recovery, without its whole header.
+        let tmp = layout::tmp_path(&path);
         let mut file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| LogError::io("create", &path, e))?;
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&tmp)
+            .map_err(|e| LogError::io("create", &tmp, e))?;
         file.write_all(&header)
-            .map_err(|e| LogError::io("write", &path, e))?;
+            .map_err(|e| LogError::io("write", &tmp, e))?;
         file.sync_all()
-            .map_err(|e| LogError::io("fsync", &path, e))?;
+            .map_err(|e| LogError::io("fsync", &tmp, e))?;
+        if path.exists() {
+            return Err(LogError::Layout {
+                path,
+                detail: "an open segment with this name already exists".into(),
+            });
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| LogError::io("rename", &tmp, e))?;
         layout::sync_dir(wal_dir)?;
         Ok(OpenSegment {
             path,
