@@ -47,13 +47,14 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let stores = a.store.open_all().await?;
     let (log, _) = Log::open(&a.data_dir, LogConfig::new(meta.name.clone()))?;
     let log = Arc::new(log);
-    let last = log.roll().await?;
     let cfg = ShipConfig {
         keyring,
         ..ShipConfig::default()
     };
     let shipper = Shipper::start(log.clone(), stores, cfg);
+    // The whole job, sealing included, is bounded by --timeout.
     let done = tokio::time::timeout(a.timeout, async {
+        let last = log.roll().await?;
         shipper.wait_shipped(last).await;
         while !log.sealed_segments()?.is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;

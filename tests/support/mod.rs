@@ -45,12 +45,44 @@ pub fn config() -> LogConfig {
     LogConfig::new("test")
 }
 
-/// Runs the `vecwal` binary with `args`.
+/// Runs the `vecwal` binary with `args`; a run longer than two minutes is killed and fails
+/// the test, so a hang cannot stall the suite.
 pub fn vecwal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vecwal"))
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vecwal"))
         .args(args)
-        .output()
-        .unwrap()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drain the pipes on threads so a chatty child cannot block on a full pipe.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut b).map(|_| b)
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut err, &mut b).map(|_| b)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vecwal {args:?} did not finish within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap().unwrap(),
+        stderr: err_t.join().unwrap().unwrap(),
+    }
 }
 
 /// Everything a command printed, stdout then stderr.
