@@ -293,12 +293,16 @@ impl ReplClient {
             if mark.len() != 40 {
                 return Err(proto("diskless RDB mark is not 40 bytes"));
             }
+            // Search only what arrived since the last look (and 39 bytes before it, for a
+            // mark split across reads): a multi-gigabyte RDB must not be rescanned per read.
+            let mut searched: usize = 0;
             loop {
-                if let Some(i) = self.buf.windows(40).position(|w| w == mark) {
+                if let Some(i) = find_mark(&self.buf, searched, mark) {
                     let rdb: Vec<u8> = self.buf.drain(..i).collect();
                     self.buf.drain(..40);
                     return Ok(rdb);
                 }
+                searched = self.buf.len();
                 if self.buf.len() > MAX_RDB {
                     return Err(proto("RDB larger than the limit"));
                 }
@@ -317,6 +321,35 @@ impl ReplClient {
     }
 }
 
+/// Where `mark` starts in `buf`, looking only at what is new since `searched` bytes were
+/// already looked at (and `mark.len() - 1` before that, for a mark split across reads).
+fn find_mark(buf: &[u8], searched: usize, mark: &[u8]) -> Option<usize> {
+    let from = searched.saturating_sub(mark.len() - 1);
+    buf[from..]
+        .windows(mark.len())
+        .position(|w| w == mark)
+        .map(|i| from + i)
+}
+
 fn proto(detail: &str) -> ReplError {
     ReplError::Protocol(detail.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_mark;
+
+    #[test]
+    fn the_end_mark_is_found_wherever_reads_split_it() {
+        let mark = b"0123456789abcdef0123456789abcdef01234567";
+        let mut stream = vec![7u8; 1000];
+        stream.extend_from_slice(mark);
+        stream.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+        for split in 1..stream.len() {
+            // Two reads: the search after the first, then after the second.
+            let first = &stream[..split];
+            let found = find_mark(first, 0, mark).or_else(|| find_mark(&stream, split, mark));
+            assert_eq!(found, Some(1000), "split at {split}");
+        }
+    }
 }
