@@ -15,30 +15,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use vecwal::log::{Entry, Log, LogConfig};
 use vecwal::ship::{ShipConfig, Shipper};
 use vecwal::store::{FsStore, S3Options, S3Store, Store};
-use vecwal_format::Operation;
 
+/// The tests' records: a Redis HSET of a 384-dim vector derived from the index.
 fn record(i: u64) -> Entry {
-    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let v: Vec<u8> = (0..384)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (((x >> 40) as f32 / (1u64 << 24) as f32) - 0.5).to_le_bytes()
-        })
-        .collect();
-    let op = Operation::RedisCommand {
-        argv: vec![
-            b"HSET".to_vec(),
-            format!("doc:{i}").into_bytes(),
-            b"embedding".to_vec(),
-            v,
-        ],
-    };
-    Entry::new("0", &op).unwrap()
+    support::entry(0, i)
 }
 
 async fn s3_store(prefix: &str) -> Option<Arc<dyn Store>> {

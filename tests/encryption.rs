@@ -131,17 +131,13 @@ async fn encrypted_objects_hide_the_data_and_need_the_right_key() {
 async fn after_a_key_rotation_both_keys_are_needed_and_enough() {
     let keys = tempfile::tempdir().unwrap();
     let (key_a, ring_a) = key_file(keys.path(), "a.key", 0x11);
-    let (key_b, _) = key_file(keys.path(), "b.key", 0x22);
+    let (key_b, ring_b) = key_file(keys.path(), "b.key", 0x22);
     let data = tempfile::tempdir().unwrap();
     let store_dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(FsStore::new(store_dir.path()).unwrap());
     ship(data.path(), store.clone(), ring_a.clone(), 0, 60).await;
     // Rotate: B encrypts from now on, A stays to read what it encrypted.
-    let ring_ba = Keyring::new(vec![
-        Keyring::key_from_file(Path::new(&key_b)).unwrap(),
-        Keyring::key_from_file(Path::new(&key_a)).unwrap(),
-    ])
-    .unwrap();
+    let ring_ba = ring_b.with_older(&ring_a);
     ship(data.path(), store.clone(), ring_ba, 60, 60).await;
 
     let s = store_dir.path().to_str().unwrap();

@@ -275,15 +275,7 @@ async fn timestamps_never_go_back_across_a_restart_even_if_the_clock_does() {
     let dir = tempfile::tempdir().unwrap();
     log_with(dir.path(), 2).await;
     // A record stamped a day ahead, as if the clock was wrong before the restart.
-    let wal = only_file(&dir.path().join("wal"));
-    let last = read_all(dir.path()).pop().unwrap();
-    let ahead = vecwal::log::now_us() + 86_400_000_000;
-    let mut future = last.clone();
-    future.lsn = 3;
-    future.timestamp_us = ahead;
-    let mut bytes = fs::read(&wal).unwrap();
-    future.encode_frame(&mut bytes);
-    fs::write(&wal, bytes).unwrap();
+    let ahead = append_future_record(dir.path());
 
     let (log, report) = Log::open(dir.path(), config()).unwrap();
     assert_eq!(report.next_lsn, 4);
@@ -302,14 +294,7 @@ async fn the_time_floor_survives_a_restart_after_every_record_was_shipped_and_re
     let dir = tempfile::tempdir().unwrap();
     log_with(dir.path(), 1).await;
     // The last record is stamped a day ahead (a clock that was wrong, then corrected).
-    let wal = only_file(&dir.path().join("wal"));
-    let mut future = read_all(dir.path()).pop().unwrap();
-    let ahead = vecwal::log::now_us() + 86_400_000_000;
-    future.lsn = 2;
-    future.timestamp_us = ahead;
-    let mut bytes = fs::read(&wal).unwrap();
-    future.encode_frame(&mut bytes);
-    fs::write(&wal, bytes).unwrap();
+    let ahead = append_future_record(dir.path());
 
     // Roll, seal, and ship everything away: no record is left locally.
     let (log, _) = Log::open(dir.path(), config()).unwrap();
@@ -363,4 +348,18 @@ async fn damage_in_the_middle_of_the_newest_segment_stops_recovery_unless_told_t
     assert_eq!(report.next_lsn, 2);
     assert_eq!(report.truncated.unwrap().1, second as u64);
     log.close().unwrap();
+}
+
+/// Appends to the open segment a record stamped a day ahead, as if the clock had been wrong
+/// before a restart; returns its timestamp.
+fn append_future_record(dir: &Path) -> i64 {
+    let wal = only_file(&dir.join("wal"));
+    let mut future = read_all(dir).pop().unwrap();
+    let ahead = vecwal::log::now_us() + 86_400_000_000;
+    future.lsn += 1;
+    future.timestamp_us = ahead;
+    let mut bytes = fs::read(&wal).unwrap();
+    future.encode_frame(&mut bytes);
+    fs::write(&wal, bytes).unwrap();
+    ahead
 }

@@ -321,18 +321,7 @@ async fn the_wait_policy_holds_writes_until_shipping_makes_room() {
         down: AtomicBool::new(true),
     });
     let shipper = Shipper::start(log.clone(), vec![store.clone() as Arc<dyn Store>], fast());
-    // Fill until the spool is full even after sealing (sealed segments are smaller).
-    let mut n = 0;
-    loop {
-        while log.check_admission().is_ok() {
-            log.append(entry(3, n)).await.unwrap();
-            n += 1;
-        }
-        log.roll().await.unwrap();
-        if log.check_admission().is_err() {
-            break;
-        }
-    }
+    fill_spool(&log, 3).await;
     // Full: a write now waits instead of failing...
     let waiting = {
         let log = log.clone();
@@ -355,19 +344,25 @@ async fn the_wait_policy_holds_writes_until_shipping_makes_room() {
     let dir2 = tempfile::tempdir().unwrap();
     cfg.spool_full = vecwal::log::SpoolFullPolicy::Wait(Duration::from_millis(200));
     let (log2, _) = Log::open(dir2.path(), cfg).unwrap();
-    let mut i = 0;
-    loop {
-        while log2.check_admission().is_ok() {
-            log2.append(entry(4, i)).await.unwrap();
-            i += 1;
-        }
-        log2.roll().await.unwrap();
-        if log2.check_admission().is_err() {
-            break;
-        }
-    }
+    fill_spool(&log2, 4).await;
     let err = bounded("the wait to time out", log2.admit())
         .await
         .unwrap_err();
     assert!(matches!(err, LogError::SpoolFull { .. }), "{err}");
+}
+
+/// Appends until the spool is full, and still full once every rolled segment is sealed
+/// (sealed segments are smaller than the open ones they replace).
+async fn fill_spool(log: &Log, writer: u64) {
+    let mut n = 0;
+    loop {
+        while log.check_admission().is_ok() {
+            log.append(entry(writer, n)).await.unwrap();
+            n += 1;
+        }
+        log.roll().await.unwrap();
+        if log.check_admission().is_err() {
+            return;
+        }
+    }
 }

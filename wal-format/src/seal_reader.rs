@@ -315,13 +315,12 @@ impl<S> SealedRecords<S> {
 impl<D: AsRef<[u8]>> Iterator for SealedRecords<SealedSegment<D>> {
     type Item = Result<Record>;
     fn next(&mut self) -> Option<Self::Item> {
-        let (seg, next_block, buf, failed) = (
+        next_record(
             &self.seg,
             &mut self.next_block,
             &mut self.buf,
             &mut self.failed,
-        );
-        next_record(seg, next_block, buf, failed)
+        )
     }
 }
 
