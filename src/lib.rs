@@ -3,11 +3,13 @@
 //! The modules follow the data's way from capture to restore (see DESIGN.md §4):
 //! - [`log`]: the local durable log: append with group commit, roll, seal, recovery,
 //!   memory-mapped readers and verification.
+//! - [`capture`]: where writes enter: RESP framing, the Redis proxy, the replication client.
 //! - [`time`]: parsing operator-given times (RFC 3339, relative `-15m`) and durations.
 //! - [`ship`]: shipping sealed segments to stores, with the spool, retries and heartbeats.
 //! - [`store`]: one store trait, a local-directory and an S3 backend, encryption keys.
 //! - [`catalog`]: what a store holds (segments, snapshots, windows, gaps), verify, prune.
 //! - [`snapshot`]: base snapshots in a store (data and manifest).
+//! - [`restore`]: restore plans, verified record streams, applying them to Redis, replay.
 //! - [`fsutil`]: durable directory operations.
 //! - [`cli`]: the `vecwal` command line, one file per subcommand.
 //!
@@ -18,6 +20,7 @@ pub mod catalog;
 pub mod cli;
 pub mod fsutil;
 pub mod log;
+pub mod restore;
 pub mod ship;
 pub mod snapshot;
 pub mod store;

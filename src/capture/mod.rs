@@ -1,5 +1,7 @@
-//! Capture front ends: where writes enter vecwal. So far the RESP framing and the Redis
-//! replication client the proxy and the tap are built on.
+//! Capture front ends: where writes enter vecwal. The RESP framing and value decoding,
+//! the Redis replication client, and the Redis proxy.
 
+pub mod redis;
 pub mod redis_repl;
 pub mod resp;
+pub mod resp_value;

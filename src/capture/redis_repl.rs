@@ -50,6 +50,10 @@ pub struct ReplConfig {
     pub password: Option<String>,
     /// The port this replica announces (REPLCONF listening-port); informational.
     pub listening_port: u16,
+    /// Do not offer diskless sync (`capa eof`): the master then forks for this replica at
+    /// once (a diskless sync may wait `repl-diskless-sync-delay` first), which keeps the
+    /// proxy's snapshot barrier short.
+    pub rdb_from_disk: bool,
 }
 
 /// Where the stream continues from, for a partial resync after a reconnect.
@@ -92,6 +96,17 @@ impl ReplClient {
         cfg: &ReplConfig,
         resume: Option<&ReplPosition>,
     ) -> Result<ReplClient, ReplError> {
+        Self::connect_notify(cfg, resume, None).await
+    }
+
+    /// [`ReplClient::connect`], telling `forked` the offset as soon as the master answered
+    /// FULLRESYNC: the RDB that follows reflects the master at that moment, before its
+    /// (possibly long) transfer.
+    pub async fn connect_notify(
+        cfg: &ReplConfig,
+        resume: Option<&ReplPosition>,
+        forked: Option<tokio::sync::oneshot::Sender<u64>>,
+    ) -> Result<ReplClient, ReplError> {
         let stream = TcpStream::connect(&cfg.addr)
             .await
             .map_err(|source| ReplError::Connect {
@@ -126,17 +141,12 @@ impl ReplClient {
             ],
         )
         .await?;
-        c.request(
-            "REPLCONF capa",
-            &[
-                b"REPLCONF".to_vec(),
-                b"capa".to_vec(),
-                b"eof".to_vec(),
-                b"capa".to_vec(),
-                b"psync2".to_vec(),
-            ],
-        )
-        .await?;
+        let mut capa = vec![b"REPLCONF".to_vec()];
+        if !cfg.rdb_from_disk {
+            capa.extend([b"capa".to_vec(), b"eof".to_vec()]);
+        }
+        capa.extend([b"capa".to_vec(), b"psync2".to_vec()]);
+        c.request("REPLCONF capa", &capa).await?;
         let (id, off) = match resume {
             Some(p) => (p.replid.clone(), (p.offset + 1).to_string()),
             None => ("?".to_string(), "-1".to_string()),
@@ -158,6 +168,9 @@ impl ReplClient {
                     .next()
                     .and_then(|o| o.parse().ok())
                     .ok_or_else(|| proto("FULLRESYNC without offset"))?;
+                if let Some(tx) = forked {
+                    let _ = tx.send(offset);
+                }
                 let rdb = c.read_rdb().await?;
                 c.replid = replid.clone();
                 c.offset = offset;

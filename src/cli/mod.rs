@@ -1,10 +1,15 @@
 //! The `vecwal` command line: one file per subcommand. Errors become `anyhow` here, at the
 //! edge; the library below returns typed errors.
 
+mod capture_args;
 mod inspect;
 mod ls;
+mod proxy;
 mod prune;
+mod replay;
+mod restore;
 mod ship;
+mod snapshot;
 mod status;
 mod store_args;
 mod summary;
@@ -37,6 +42,10 @@ pub enum Command {
     Status(status::Args),
     Prune(prune::Args),
     Ship(ship::Args),
+    Proxy(proxy::Args),
+    Snapshot(snapshot::Args),
+    Restore(restore::Args),
+    Replay(replay::Args),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -55,5 +64,9 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Status(a) => rt()?.block_on(status::run(a)),
         Command::Prune(a) => rt()?.block_on(prune::run(a)),
         Command::Ship(a) => rt()?.block_on(ship::run(a)),
+        Command::Proxy(a) => rt()?.block_on(proxy::run(a)),
+        Command::Snapshot(a) => rt()?.block_on(snapshot::run(a)),
+        Command::Restore(a) => rt()?.block_on(restore::run(a)),
+        Command::Replay(a) => rt()?.block_on(replay::run(a)),
     }
 }

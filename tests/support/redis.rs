@@ -128,6 +128,10 @@ pub struct Conn {
 }
 
 impl Conn {
+    pub fn connect(addr: &str) -> Conn {
+        Conn::new(TcpStream::connect(addr).unwrap())
+    }
+
     fn new(stream: TcpStream) -> Conn {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
@@ -150,6 +154,23 @@ impl Conn {
             assert!(n > 0, "redis closed the connection");
             self.buf.extend_from_slice(&chunk[..n]);
         }
+    }
+
+    /// Sends pre-encoded commands at once; returns the `n` raw replies.
+    pub fn raw_pipeline(&mut self, bytes: &[u8], n: usize) -> Vec<Vec<u8>> {
+        self.stream.write_all(bytes).unwrap();
+        let mut out = Vec::new();
+        while out.len() < n {
+            if let Some(f) = scan(&self.buf).unwrap() {
+                out.push(self.buf.drain(..f.len).collect());
+                continue;
+            }
+            let mut chunk = [0u8; 65536];
+            let r = self.stream.read(&mut chunk).unwrap();
+            assert!(r > 0, "connection closed");
+            self.buf.extend_from_slice(&chunk[..r]);
+        }
+        out
     }
 
     pub fn cmd(&mut self, argv: &[&str]) -> Vec<u8> {

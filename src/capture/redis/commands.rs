@@ -1,0 +1,188 @@
+//! Which commands write, and which keys they touch, as the upstream itself says (COMMAND
+//! INFO): module commands (FT.CREATE, JSON.SET, VADD, …) are covered without a hand-kept
+//! list, and a newer Redis brings its own table.
+
+use std::collections::HashMap;
+
+use super::client::{ClientError, RedisClient};
+use crate::capture::resp_value::Value;
+
+/// What vecwal needs to know about one command (or `container|subcommand`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandInfo {
+    pub write: bool,
+    /// Redis's `blocking` flag: the reply may wait for another client's write.
+    pub blocking: bool,
+    /// Legacy key positions (1-based; `last` may count from the end).
+    pub first_key: i64,
+    pub last_key: i64,
+    pub step: i64,
+    /// Keys cannot be found from fixed positions.
+    pub movable: bool,
+}
+
+/// What a command does to the keyspace, as far as ordering and logging go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Reads, connection state, everything that is not logged.
+    Read,
+    /// A write touching exactly these keys.
+    Keys(Vec<Vec<u8>>),
+    /// A write whose keys are unknown or not keys at all (FLUSHDB, FT.CREATE, scripts):
+    /// ordered against every other write.
+    Global,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CommandTable {
+    cmds: HashMap<String, CommandInfo>,
+    containers: std::collections::HashSet<String>,
+}
+
+impl CommandTable {
+    /// Loads the table from the upstream's `COMMAND INFO`.
+    pub async fn load(c: &mut RedisClient) -> Result<CommandTable, ClientError> {
+        let v = c.ok(&["COMMAND", "INFO"]).await?;
+        let mut t = CommandTable::default();
+        for entry in v.items().unwrap_or_default() {
+            t.add(entry, None);
+        }
+        if t.cmds.is_empty() {
+            return Err(ClientError::Protocol(
+                "COMMAND INFO returned no commands".into(),
+            ));
+        }
+        Ok(t)
+    }
+
+    fn add(&mut self, entry: &Value, parent: Option<&str>) {
+        let Some(f) = entry.items() else { return };
+        let Some(name) = f.first().and_then(Value::bytes) else {
+            return;
+        };
+        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+        let flags: Vec<String> = f
+            .get(2)
+            .and_then(Value::items)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|x| {
+                x.bytes()
+                    .map(|b| String::from_utf8_lossy(b).to_ascii_lowercase())
+            })
+            .collect();
+        let has = |s: &str| flags.iter().any(|x| x == s);
+        let info = CommandInfo {
+            write: has("write"),
+            blocking: has("blocking"),
+            first_key: f.get(3).and_then(Value::int).unwrap_or(0),
+            last_key: f.get(4).and_then(Value::int).unwrap_or(0),
+            step: f.get(5).and_then(Value::int).unwrap_or(0),
+            movable: has("movablekeys"),
+        };
+        if let Some(subs) = f.get(9).and_then(Value::items).filter(|s| !s.is_empty()) {
+            self.containers.insert(name.clone());
+            for s in subs {
+                self.add(s, Some(&name));
+            }
+        }
+        let _ = parent; // subcommand names already read "container|sub"
+        self.cmds.insert(name, info);
+    }
+
+    /// The entry for `argv`, a container's subcommand resolved.
+    pub fn get(&self, argv: &[Vec<u8>]) -> Option<&CommandInfo> {
+        let name = String::from_utf8_lossy(argv.first()?).to_ascii_lowercase();
+        if self.containers.contains(&name) {
+            if let Some(sub) = argv.get(1) {
+                let full = format!(
+                    "{name}|{}",
+                    String::from_utf8_lossy(sub).to_ascii_lowercase()
+                );
+                if let Some(i) = self.cmds.get(&full) {
+                    return Some(i);
+                }
+            }
+        }
+        self.cmds.get(&name)
+    }
+
+    /// Whether `argv` writes and to which keys.
+    pub fn access(&self, argv: &[Vec<u8>]) -> Access {
+        let Some(info) = self.get(argv) else {
+            return Access::Read; // unknown: Redis answers it with an error
+        };
+        if !info.write {
+            return Access::Read;
+        }
+        match keys_of(info, argv) {
+            Some(k) if !k.is_empty() => Access::Keys(k),
+            _ => Access::Global,
+        }
+    }
+
+    /// Keys of `argv` from the fixed positions, if it has them.
+    pub fn keys(&self, argv: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
+        keys_of(self.get(argv)?, argv)
+    }
+
+    #[cfg(test)]
+    pub fn insert(&mut self, name: &str, info: CommandInfo) {
+        self.cmds.insert(name.to_string(), info);
+    }
+}
+
+fn keys_of(info: &CommandInfo, argv: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
+    if info.movable || info.first_key <= 0 || info.step <= 0 {
+        return None;
+    }
+    let n = argv.len() as i64;
+    let last = if info.last_key < 0 {
+        n + info.last_key
+    } else {
+        info.last_key
+    };
+    let mut keys = Vec::new();
+    let mut i = info.first_key;
+    while i <= last && i < n {
+        keys.push(argv[i as usize].clone());
+        i += info.step;
+    }
+    Some(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<Vec<u8>> {
+        words.iter().map(|w| w.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn keys_come_from_fixed_positions() {
+        let mut t = CommandTable::default();
+        let w = |f, l, s| CommandInfo {
+            write: true,
+            first_key: f,
+            last_key: l,
+            step: s,
+            ..Default::default()
+        };
+        t.insert("mset", w(1, -1, 2));
+        t.insert("set", w(1, 1, 1));
+        t.insert("flushdb", w(0, 0, 0));
+        t.insert("get", CommandInfo::default());
+        assert_eq!(
+            t.access(&argv(&["MSET", "a", "1", "b", "2"])),
+            Access::Keys(argv(&["a", "b"]))
+        );
+        assert_eq!(
+            t.access(&argv(&["set", "k", "v"])),
+            Access::Keys(argv(&["k"]))
+        );
+        assert_eq!(t.access(&argv(&["FLUSHDB"])), Access::Global);
+        assert_eq!(t.access(&argv(&["GET", "k"])), Access::Read);
+        assert_eq!(t.access(&argv(&["NOSUCH"])), Access::Read);
+    }
+}

@@ -1,0 +1,189 @@
+//! Ordering of conflicting writes across client connections (promise 3).
+//!
+//! Redis applies the commands of one connection in order, so one connection's pipeline
+//! needs nothing. Across connections, the proxy cannot see in which order Redis applied
+//! two writes it received at about the same time. So a write to a key another connection
+//! has in flight waits until that write is logged: from forwarding to logging, a key
+//! belongs to one connection. Writes whose keys are unknown (FLUSHDB, FT.CREATE, scripts,
+//! EXEC) take the whole keyspace, and so does the snapshot barrier (promise 5).
+//!
+//! Holding a key only until the write's record has its LSN (not until it is durable)
+//! keeps conflicting writes at one upstream round trip apart, not one fsync.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
+
+#[derive(Default)]
+pub struct Gate {
+    /// Keyed writes hold it shared; keyless writes and the snapshot barrier exclusively.
+    global: Arc<RwLock<()>>,
+    keys: Mutex<HashMap<Vec<u8>, Holder>>,
+}
+
+struct Holder {
+    conn: u64,
+    count: usize,
+    released: Arc<Notify>,
+}
+
+/// A write's claim on what it touches; dropping it (once the write is logged, or known
+/// not to need logging) lets conflicting writes of other connections go ahead.
+pub struct Pass {
+    gate: Arc<Gate>,
+    conn: u64,
+    keys: Vec<Vec<u8>>,
+    _shared: Option<OwnedRwLockReadGuard<()>>,
+    _exclusive: Option<OwnedRwLockWriteGuard<()>>,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Gate> {
+        Arc::new(Gate::default())
+    }
+
+    /// Claims `keys` for connection `conn`, waiting while another connection has a write
+    /// to any of them in flight. Keys are claimed in sorted order, so two connections
+    /// claiming overlapping sets cannot wait on each other.
+    pub async fn keys(self: &Arc<Gate>, conn: u64, mut keys: Vec<Vec<u8>>) -> Pass {
+        let shared = self.global.clone().read_owned().await;
+        keys.sort();
+        keys.dedup();
+        for k in &keys {
+            loop {
+                let released = {
+                    let mut map = self.lock();
+                    match map.get_mut(k) {
+                        None => {
+                            map.insert(
+                                k.clone(),
+                                Holder {
+                                    conn,
+                                    count: 1,
+                                    released: Arc::new(Notify::new()),
+                                },
+                            );
+                            break;
+                        }
+                        Some(h) if h.conn == conn => {
+                            h.count += 1;
+                            break;
+                        }
+                        Some(h) => h.released.clone(),
+                    }
+                };
+                // `notify_waiters` wakes only registered waiters: register before re-checking.
+                let wait = released.notified();
+                tokio::pin!(wait);
+                wait.as_mut().enable();
+                let still_held = self.lock().get(k).is_some_and(|h| h.conn != conn);
+                if still_held {
+                    wait.await;
+                }
+            }
+        }
+        Pass {
+            gate: self.clone(),
+            conn,
+            keys,
+            _shared: Some(shared),
+            _exclusive: None,
+        }
+    }
+
+    /// Claims the whole keyspace: waits until no write is in flight, and holds new ones.
+    pub async fn exclusive(self: &Arc<Gate>, conn: u64) -> Pass {
+        let guard = self.global.clone().write_owned().await;
+        Pass {
+            gate: self.clone(),
+            conn,
+            keys: Vec::new(),
+            _shared: None,
+            _exclusive: Some(guard),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Holder>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        let mut map = self.gate.lock();
+        for k in &self.keys {
+            if let Some(h) = map.get_mut(k) {
+                debug_assert_eq!(h.conn, self.conn);
+                h.count -= 1;
+                if h.count == 0 {
+                    let h = map.remove(k).expect("present");
+                    h.released.notify_waiters();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Lets every spawned task run until it blocks (the test runtime is single-threaded).
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn k(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_key_in_flight_on_one_connection_holds_other_connections() {
+        let g = Gate::new();
+        let a1 = g.keys(1, vec![k("x")]).await;
+        let _a2 = g.keys(1, vec![k("x"), k("y")]).await; // same connection: no wait
+        let other = tokio::spawn({
+            let g = g.clone();
+            async move { g.keys(2, vec![k("y"), k("z")]).await }
+        });
+        let unrelated = g.keys(3, vec![k("z2")]).await;
+        drop(unrelated);
+        settle().await;
+        assert!(!other.is_finished(), "y is still held by connection 1");
+        drop(a1);
+        drop(_a2);
+        let got = tokio::time::timeout(Duration::from_secs(5), other).await;
+        assert!(got.is_ok(), "released keys let the waiter through");
+    }
+
+    #[tokio::test]
+    async fn exclusive_waits_for_writes_in_flight_and_holds_new_ones() {
+        let g = Gate::new();
+        let a = g.keys(1, vec![k("x")]).await;
+        let ex = tokio::spawn({
+            let g = g.clone();
+            async move { g.exclusive(2).await }
+        });
+        settle().await;
+        assert!(!ex.is_finished());
+        drop(a);
+        let pass = tokio::time::timeout(Duration::from_secs(5), ex)
+            .await
+            .unwrap()
+            .unwrap();
+        let later = tokio::spawn({
+            let g = g.clone();
+            async move { g.keys(3, vec![k("q")]).await }
+        });
+        settle().await;
+        assert!(!later.is_finished());
+        drop(pass);
+        assert!(tokio::time::timeout(Duration::from_secs(5), later)
+            .await
+            .is_ok());
+    }
+}

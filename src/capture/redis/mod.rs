@@ -1,0 +1,17 @@
+//! Redis capture: the RESP proxy and what it stands on.
+//!
+//! - [`client`]: a small async client for vecwal's own requests.
+//! - [`commands`]: which commands write and which keys they touch (COMMAND INFO).
+//! - [`rewrite`]: the deterministic form a write is logged in (promise 4).
+//! - [`gate`]: ordering conflicting writes across connections (promise 3).
+//! - [`proxy`]: the proxy itself (promises 1 and 2).
+//! - [`snapshot`]: RDB snapshots aligned to an LSN (promise 5).
+//! - [`service`]: a running proxy with its log, shipper and snapshot schedule.
+
+pub mod client;
+pub mod commands;
+pub mod gate;
+pub mod proxy;
+pub mod rewrite;
+pub mod service;
+pub mod snapshot;

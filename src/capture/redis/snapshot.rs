@@ -1,0 +1,137 @@
+//! Aligned base snapshots of a Redis behind the proxy (promise 5).
+//!
+//! Under the gate's exclusive claim no write is in flight through the proxy, so the log's
+//! last LSN is exactly what Redis holds. vecwal then asks Redis for a full sync as a
+//! replica (without `capa eof`, so Redis forks for it at once), and lets writes go again
+//! as soon as Redis answers FULLRESYNC: the fork has happened, the RDB that follows is the
+//! database at the barrier. The barrier lasts one fork, not the RDB transfer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vecwal_format::Operation;
+
+use super::client::{ClientError, RedisTarget};
+use super::gate::Gate;
+use crate::capture::redis_repl::{ReplClient, ReplConfig, ReplError, ReplEvent};
+use crate::catalog::SnapshotManifest;
+use crate::log::{Entry, Log, LogError};
+use crate::snapshot::{put_snapshot, SnapshotPoint};
+use crate::store::{Keyring, Store, StoreError};
+
+/// Longest the barrier waits for Redis to fork (it waits for a BGSAVE already running).
+const FORK_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("full sync from Redis failed: {0}")]
+    Repl(#[from] ReplError),
+    #[error("Redis did not fork for the snapshot within {0:?} (a long BGSAVE running?)")]
+    ForkTimeout(Duration),
+    #[error("Redis served an RDB from before the barrier (offset {got} < {want}): a BGSAVE for another replica was running; try again")]
+    Stale { got: u64, want: u64 },
+    #[error("storing the snapshot failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("logging the snapshot marker failed: {0}")]
+    Log(#[from] LogError),
+}
+
+/// Takes an RDB of `upstream` aligned to the log's last LSN and stores it in every store.
+pub async fn take(
+    upstream: &RedisTarget,
+    gate: &Arc<Gate>,
+    log: &Log,
+    stores: &[Arc<dyn Store>],
+    keyring: Option<&Keyring>,
+) -> Result<SnapshotManifest, SnapshotError> {
+    let mut info = upstream.connect().await?;
+    let cfg = ReplConfig {
+        addr: upstream.addr.clone(),
+        username: upstream.username.clone(),
+        password: upstream.password.clone(),
+        listening_port: 0,
+        rdb_from_disk: true,
+    };
+    let barrier = gate.exclusive(u64::MAX).await;
+    let (lsn, time_us) = log.last_appended();
+    let want = info
+        .info("replication")
+        .await?
+        .into_iter()
+        .find(|(k, _)| k == "master_repl_offset")
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let (tx, forked) = tokio::sync::oneshot::channel();
+    let sync = tokio::spawn(async move { ReplClient::connect_notify(&cfg, None, Some(tx)).await });
+    let got = match tokio::time::timeout(FORK_WAIT, forked).await {
+        Ok(Ok(off)) => off,
+        Ok(Err(_)) => {
+            drop(barrier);
+            return Err(match sync.await {
+                Ok(Err(e)) => e.into(),
+                _ => SnapshotError::Repl(ReplError::Protocol("full sync ended early".into())),
+            });
+        }
+        Err(_) => {
+            sync.abort();
+            return Err(SnapshotError::ForkTimeout(FORK_WAIT));
+        }
+    };
+    drop(barrier);
+    if got < want {
+        sync.abort();
+        return Err(SnapshotError::Stale { got, want });
+    }
+    let mut client = match sync.await {
+        Ok(r) => r?,
+        Err(_) => return Err(ReplError::Protocol("full sync task failed".into()).into()),
+    };
+    let rdb = match client.next().await? {
+        ReplEvent::FullSync { rdb, .. } => rdb,
+        other => {
+            return Err(ReplError::Protocol(format!("expected the RDB, got {other:?}")).into())
+        }
+    };
+    drop(client);
+    let stream = &log.meta().name;
+    let point = SnapshotPoint {
+        timeline: log.meta().timeline,
+        lsn,
+        // A base taken before the first record holds the database as it was when capture
+        // began: restorable from that moment on.
+        time_us: if lsn == 0 {
+            crate::log::now_us()
+        } else {
+            time_us
+        },
+        format: "rdb",
+    };
+    let mut manifest = None;
+    for s in stores {
+        manifest = Some(put_snapshot(s.as_ref(), stream, point, rdb.clone(), keyring).await?);
+    }
+    let manifest = manifest.unwrap_or_else(|| SnapshotManifest {
+        timeline: point.timeline,
+        lsn,
+        time_us: point.time_us,
+        format: "rdb".into(),
+        data_key: String::new(),
+        size: rdb.len() as u64,
+        sha256: String::new(),
+        encrypted: false,
+    });
+    // A marker in the log, so `inspect` shows where snapshots were taken.
+    let mut sha = [0u8; 32];
+    hex::decode_to_slice(&manifest.sha256, &mut sha).ok();
+    let marker = Operation::Snapshot {
+        snapshot_lsn: lsn,
+        size: manifest.size,
+        sha256: sha,
+        name: manifest.data_key.clone(),
+    };
+    log.append(Entry::new("", &marker)?).await?;
+    tracing::info!(lsn, bytes = manifest.size, "aligned snapshot stored");
+    Ok(manifest)
+}

@@ -1,0 +1,88 @@
+//! Options every long-running capture command shares: where the log lives, how it syncs,
+//! where it ships and how often.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::store_args::{CryptArgs, StoreArgs};
+use crate::log::{FsyncPolicy, Log, LogConfig, SpoolFullPolicy};
+use crate::ship::ShipConfig;
+use crate::store::{Keyring, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct CaptureArgs {
+    /// The local data directory for the log (created if missing; one capture per directory).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Name of the stream in the store (letters, digits, '-', '_', '.').
+    #[arg(long, default_value = "redis")]
+    pub stream: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub crypt: CryptArgs,
+    /// When a write counts as logged: `always` fsyncs before the client's ack (group commit),
+    /// `everysec` fsyncs once a second, `no` leaves it to the OS.
+    #[arg(long, value_enum, default_value = "always")]
+    pub fsync: FsyncPolicy,
+    /// How often the open segment is sealed and shipped, at the latest (the RPO bound).
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = crate::time::parse_duration)]
+    pub ship_interval: Duration,
+    /// Most bytes of unshipped log kept locally; past it new writes are refused (fail
+    /// closed) or held, see --spool-full-wait.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 30)]
+    pub spool_max_bytes: u64,
+    /// With a full spool, hold new writes up to this long for shipping to make room
+    /// instead of refusing them at once.
+    #[arg(long, value_name = "DURATION", value_parser = crate::time::parse_duration)]
+    pub spool_full_wait: Option<Duration>,
+}
+
+/// What a capture command runs with.
+pub struct Opened {
+    pub log: Arc<Log>,
+    pub stores: Vec<Arc<dyn Store>>,
+    pub keyring: Option<Arc<Keyring>>,
+    pub ship: ShipConfig,
+}
+
+impl CaptureArgs {
+    pub async fn open(&self) -> anyhow::Result<Opened> {
+        if self.ship_interval < Duration::from_secs(1) {
+            anyhow::bail!("--ship-interval must be at least 1s");
+        }
+        let keyring = self.crypt.keyring()?.map(Arc::new);
+        let stores = self.store.open_all().await?;
+        let mut cfg = LogConfig::new(self.stream.clone());
+        cfg.fsync = self.fsync;
+        cfg.segment_max_age = self.ship_interval;
+        cfg.spool_max_bytes = self.spool_max_bytes;
+        if let Some(d) = self.spool_full_wait {
+            cfg.spool_full = SpoolFullPolicy::Wait(d);
+        }
+        let (log, report) = Log::open(&self.data_dir, cfg)?;
+        tracing::info!(?report, "log opened");
+        let ship = ShipConfig {
+            interval: self.ship_interval,
+            keyring: keyring.clone(),
+            ..ShipConfig::default()
+        };
+        Ok(Opened {
+            log: Arc::new(log),
+            stores,
+            keyring,
+            ship,
+        })
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
