@@ -128,6 +128,31 @@ pub struct Conn {
 }
 
 impl Conn {
+    pub fn from_stream(stream: TcpStream) -> Conn {
+        Conn::new(stream)
+    }
+
+    /// [`Conn::raw_pipeline`] that returns the replies received before the connection
+    /// failed (or `None` when none arrived).
+    pub fn try_pipeline(&mut self, bytes: &[u8], n: usize) -> Option<Vec<Vec<u8>>> {
+        if self.stream.write_all(bytes).is_err() {
+            return None;
+        }
+        let mut out = Vec::new();
+        while out.len() < n {
+            if let Ok(Some(f)) = scan(&self.buf) {
+                out.push(self.buf.drain(..f.len).collect());
+                continue;
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(r) if r > 0 => self.buf.extend_from_slice(&chunk[..r]),
+                _ => break,
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
     pub fn connect(addr: &str) -> Conn {
         Conn::new(TcpStream::connect(addr).unwrap())
     }
