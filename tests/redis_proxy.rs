@@ -233,3 +233,68 @@ fn conflicting_writes_from_many_connections_are_logged_in_redis_order() {
     assert_eq!(rk, k, "log order of writes to k differs from Redis's");
     assert_eq!(rk2, k2, "log order of writes to k2 differs from Redis's");
 }
+
+#[test]
+fn pubsub_resp3_and_blocking_pops_pass_through_and_pops_are_logged_as_their_effect() {
+    let server = Redis::start(&[]);
+    let mut p = Proxied::start(&server, None);
+    // RESP3: a map reply and client-tracking pushes do not upset reply matching.
+    let mut c3 = p.conn();
+    let hello = words(&mut c3, &["HELLO", "3"]);
+    assert!(hello.items().is_some(), "{hello:?}");
+    words(&mut c3, &["CLIENT", "TRACKING", "on"]);
+    words(&mut c3, &["SET", "tracked", "1"]);
+    words(&mut c3, &["GET", "tracked"]);
+    words(&mut p.conn(), &["SET", "tracked", "2"]); // invalidation push to c3
+    let mut r = c3.cmd(&["INCR", "n"]);
+    let mut pushes = 0;
+    while r.starts_with(b">") {
+        pushes += 1; // the invalidation, forwarded as it came
+        r = c3.read_reply();
+    }
+    assert_eq!((r.as_slice(), pushes), (&b":1\r\n"[..], 1));
+
+    // Pub/sub: the subscriber's connection becomes a byte pipe; messages arrive.
+    let mut sub = p.conn();
+    let r = sub.cmd(&["SUBSCRIBE", "news"]);
+    assert!(String::from_utf8_lossy(&r).contains("subscribe"), "{r:?}");
+    words(&mut p.conn(), &["PUBLISH", "news", "hello"]);
+    let msg = sub.read_reply();
+    assert!(String::from_utf8_lossy(&msg).contains("hello"), "{msg:?}");
+
+    // A blocking pop waits through the proxy and is logged as the pop it did.
+    let addr = p.addr();
+    let waiter = std::thread::spawn(move || {
+        let mut c = redis::Conn::connect(&addr);
+        words(&mut c, &["BLPOP", "jobs", "other", "10"])
+    });
+    while words(&mut server.conn(), &["CLIENT", "LIST", "TYPE", "normal"])
+        .text()
+        .contains("cmd=blpop")
+        .then_some(())
+        .is_none()
+    {
+        std::thread::yield_now();
+    }
+    words(&mut p.conn(), &["RPUSH", "jobs", "j1"]);
+    let popped = waiter.join().unwrap();
+    assert_eq!(popped.items().unwrap()[1].text(), "j1");
+
+    p.stop();
+    let got: Vec<Vec<String>> = p
+        .logged_commands()
+        .into_iter()
+        .flat_map(|(_, c)| c)
+        .collect();
+    let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        vec![
+            w(&["SET", "tracked", "1"]),
+            w(&["SET", "tracked", "2"]),
+            w(&["INCR", "n"]),
+            w(&["RPUSH", "jobs", "j1"]),
+            w(&["LPOP", "jobs"]),
+        ]
+    );
+}

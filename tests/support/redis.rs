@@ -198,6 +198,19 @@ impl Conn {
         out
     }
 
+    /// Reads one more reply (or push) without sending anything.
+    pub fn read_reply(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(f) = scan(&self.buf).unwrap() {
+                return self.buf.drain(..f.len).collect();
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "connection closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
     pub fn cmd(&mut self, argv: &[&str]) -> Vec<u8> {
         self.cmd_bytes(
             &argv

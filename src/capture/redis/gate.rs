@@ -73,12 +73,17 @@ impl Gate {
                         Some(h) => h.released.clone(),
                     }
                 };
-                // `notify_waiters` wakes only registered waiters: register before re-checking.
+                // `notify_waiters` wakes only registered waiters: register, then re-check
+                // that the same holder (the same `Notify`) still has the key. A new holder
+                // has a new `Notify`; waiting on the old one would never end.
                 let wait = released.notified();
                 tokio::pin!(wait);
                 wait.as_mut().enable();
-                let still_held = self.lock().get(k).is_some_and(|h| h.conn != conn);
-                if still_held {
+                let same_holder = self
+                    .lock()
+                    .get(k)
+                    .is_some_and(|h| h.conn != conn && Arc::ptr_eq(&h.released, &released));
+                if same_holder {
                     wait.await;
                 }
             }
@@ -90,6 +95,37 @@ impl Gate {
             _shared: Some(shared),
             _exclusive: None,
         }
+    }
+
+    /// [`Gate::keys`] without waiting: `None` when it would have to wait.
+    pub fn try_keys(self: &Arc<Gate>, conn: u64, mut keys: Vec<Vec<u8>>) -> Option<Pass> {
+        let shared = self.global.clone().try_read_owned().ok()?;
+        keys.sort();
+        keys.dedup();
+        let mut map = self.lock();
+        if keys
+            .iter()
+            .any(|k| map.get(k).is_some_and(|h| h.conn != conn))
+        {
+            return None;
+        }
+        for k in &keys {
+            map.entry(k.clone())
+                .and_modify(|h| h.count += 1)
+                .or_insert_with(|| Holder {
+                    conn,
+                    count: 1,
+                    released: Arc::new(Notify::new()),
+                });
+        }
+        drop(map);
+        Some(Pass {
+            gate: self.clone(),
+            conn,
+            keys,
+            _shared: Some(shared),
+            _exclusive: None,
+        })
     }
 
     /// Claims the whole keyspace: waits until no write is in flight, and holds new ones.
@@ -158,6 +194,40 @@ mod tests {
         drop(_a2);
         let got = tokio::time::timeout(Duration::from_secs(5), other).await;
         assert!(got.is_ok(), "released keys let the waiter through");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_connections_on_one_key_all_get_through() {
+        // A waiter that registered on a holder which then left, while a new holder came,
+        // must not wait on the old holder forever.
+        let g = Gate::new();
+        let tasks: Vec<_> = (0..8u64)
+            .map(|conn| {
+                let g = g.clone();
+                tokio::spawn(async move {
+                    for i in 0..3000 {
+                        let p = if i % 2 == 0 {
+                            g.keys(conn, vec![k("hot")]).await
+                        } else {
+                            match g.try_keys(conn, vec![k("hot")]) {
+                                Some(p) => p,
+                                None => g.keys(conn, vec![k("hot")]).await,
+                            }
+                        };
+                        tokio::task::yield_now().await;
+                        drop(p);
+                    }
+                })
+            })
+            .collect();
+        let all = async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .expect("every claim on a contended key completes");
     }
 
     #[tokio::test]

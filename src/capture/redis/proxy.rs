@@ -97,7 +97,7 @@ impl ProxyCore {
         let (ur, uw) = upstream.into_split();
         let (tx, rx) = mpsc::unbounded_channel();
         let requests = tokio::spawn(self.clone().requests(id, cr, uw, tx));
-        let r = self.replies(ur, cw, rx).await;
+        let r = self.replies(id, ur, cw, rx).await;
         requests.abort();
         r
     }
@@ -110,7 +110,14 @@ enum Pending {
     /// A write outside MULTI: log it if it succeeded.
     Write {
         argv: Argv,
-        pass: Option<Pass>,
+        pass: Pass,
+    },
+    /// A blocking write (BLPOP, …): it claims its keys only once answered, since the push
+    /// that wakes it needs them; the claim then waits until that push is logged, so the
+    /// pop is logged after it.
+    Blocking {
+        argv: Argv,
+        keys: Vec<Vec<u8>>,
     },
     /// A script call: logged as the EVAL/FCALL it replays as, even when it failed while
     /// running (a script is not atomic on error: what it wrote before stays written).
@@ -278,19 +285,34 @@ impl ProxyCore {
                         let _ = tx.send(Pending::Local(reply));
                     }
                     Step::Write(access) => {
-                        flush(&mut upstream, &mut out).await?;
-                        if let Err(e) = self.log.admit().await {
-                            let _ = tx.send(Pending::Local(err_line(&e.to_string())));
-                            continue;
+                        // Pipelined writes stay batched unless one must wait; before any
+                        // wait, what is buffered goes upstream (a claim may be waiting for
+                        // this connection's own earlier writes to be answered).
+                        if self.log.check_admission().is_err() {
+                            flush(&mut upstream, &mut out).await?;
+                            if let Err(e) = self.log.admit().await {
+                                let _ = tx.send(Pending::Local(err_line(&e.to_string())));
+                                continue;
+                            }
                         }
                         let blocking = self.table.get(&argv).is_some_and(|i| i.blocking);
-                        // A blocked pop holds no claim: the push that wakes it needs the key.
-                        let pass = match access {
-                            _ if blocking => None,
-                            Access::Keys(keys) => Some(self.gate.keys(conn, keys).await),
-                            _ => Some(self.gate.exclusive(conn).await),
+                        let pending = match access {
+                            Access::Keys(keys) if blocking => Pending::Blocking { argv, keys },
+                            Access::Keys(keys) => match self.gate.try_keys(conn, keys.clone()) {
+                                Some(pass) => Pending::Write { argv, pass },
+                                None => {
+                                    flush(&mut upstream, &mut out).await?;
+                                    let pass = self.gate.keys(conn, keys).await;
+                                    Pending::Write { argv, pass }
+                                }
+                            },
+                            _ => {
+                                flush(&mut upstream, &mut out).await?;
+                                let pass = self.gate.exclusive(conn).await;
+                                Pending::Write { argv, pass }
+                            }
                         };
-                        let _ = tx.send(Pending::Write { argv, pass });
+                        let _ = tx.send(pending);
                         out.extend_from_slice(raw);
                     }
                     Step::Script(form) => {
@@ -345,6 +367,7 @@ impl ProxyCore {
     /// The reply side: match, log, wait for durability, forward.
     async fn replies(
         &self,
+        conn: u64,
         mut upstream: OwnedReadHalf,
         mut client: OwnedWriteHalf,
         mut rx: mpsc::UnboundedReceiver<Pending>,
@@ -400,8 +423,18 @@ impl ProxyCore {
                 if matches!(queue.front(), Some(Pending::Passthrough)) {
                     break; // this reply and all after it pass as they are
                 }
-                let p = queue.pop_front().expect("checked above");
+                let mut p = queue.pop_front().expect("checked above");
                 used += frame.len;
+                if let Pending::Blocking { argv, keys } = p {
+                    // Wait for the writes of other connections in flight on these keys
+                    // (the push that woke this pop among them) to be logged first.
+                    p = if frame.is_error() {
+                        Pending::Plain
+                    } else {
+                        let pass = self.gate.keys(conn, keys).await;
+                        Pending::Write { argv, pass }
+                    };
+                }
                 if let Pending::RefusedExec { error } = p {
                     // The DISCARD's +OK stands in for the refused EXEC: answer the refusal.
                     st.multi = None;
@@ -470,7 +503,10 @@ impl ProxyCore {
     ) -> std::io::Result<Option<Durable>> {
         let now_ms = crate::log::now_us() / 1000;
         Ok(match p {
-            Pending::Plain | Pending::Local(_) | Pending::Passthrough => None,
+            Pending::Plain
+            | Pending::Local(_)
+            | Pending::Passthrough
+            | Pending::Blocking { .. } => None,
             Pending::Select(db) => {
                 if !is_error {
                     st.db = db;

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Redis proxy and replay benchmarks with their anchors, all in one run:
+#   redis-benchmark (Debian redis-tools) SET and HSET with 1 KiB values, 50 clients,
+#   pipeline 1 and 16: direct to Redis, through `vecwal proxy redis` with fsync always and
+#   everysec, and through twemproxy (Debian nutcracker, which logs nothing);
+#   replay: `vecwal replay` of the logged SETs into an empty Redis against `redis-cli --pipe`
+#   of the same commands.
+# Usage: scripts/bench-redis.sh [WORK_DIR] [REQUESTS]   (about 3 minutes at the default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${1:-$(mktemp -d)}
+n=${2:-200000}
+mkdir -p "$work"
+if ! command -v redis-benchmark >/dev/null || ! command -v nutcracker >/dev/null; then
+    echo "installing redis-tools and nutcracker (Debian)" >&2
+    sudo apt-get update -qq && sudo apt-get install -y -qq redis-tools nutcracker >&2
+fi
+eval "$(./scripts/services.sh | grep '^export')"
+cargo build --release --quiet --bin vecwal
+vecwal=$(pwd)/target/release/vecwal
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+wait_port() { until redis-cli -p "$1" ping >/dev/null 2>&1; do sleep 0.05; done; }
+
+redis_port=$(free_port)
+"$REDIS_SERVER" --bind 127.0.0.1 --port "$redis_port" --save "" --dir "$work" --logfile "$work/redis.log" &
+pids+=($!)
+wait_port "$redis_port"
+
+twem_port=$(free_port)
+cat >"$work/twem.yml" <<YML
+bench:
+  listen: 127.0.0.1:$twem_port
+  hash: fnv1a_64
+  distribution: ketama
+  redis: true
+  servers:
+   - 127.0.0.1:$redis_port:1
+YML
+nutcracker -c "$work/twem.yml" -o "$work/twem.log" -s "$(free_port)" &
+pids+=($!)
+wait_port "$twem_port"
+
+start_proxy() { # name fsync; sets $port and $proxy_pid
+    port=$(free_port)
+    rm -rf "$work/$1"
+    "$vecwal" proxy redis --listen "127.0.0.1:$port" --upstream "redis://127.0.0.1:$redis_port" \
+        --data-dir "$work/$1/data" --store "$work/$1/store" --fsync "$2" --ship-interval 5s \
+        >"$work/$1.out" 2>"$work/$1.log" &
+    proxy_pid=$!
+    pids+=($proxy_pid)
+    until grep -q "listening on" "$work/$1.out" 2>/dev/null; do sleep 0.05; done
+}
+start_proxy always always; always_port=$port; always_pid=$proxy_pid
+start_proxy everysec everysec; everysec_port=$port
+
+echo "target,test,pipeline,rps,avg_ms,p50_ms,p99_ms"
+for pipeline in 1 16; do
+    for target in direct:$redis_port twemproxy:$twem_port vecwal-always:$always_port vecwal-everysec:$everysec_port; do
+        name=${target%%:*}; port=${target##*:}
+        redis-cli -p "$redis_port" flushall >/dev/null
+        redis-benchmark -h 127.0.0.1 -p "$port" -t set,hset -d 1024 -c 50 -P "$pipeline" \
+            -n "$n" -r 100000 -q --csv 2>/dev/null |
+            python3 -c '
+import csv, sys
+for row in csv.reader(sys.stdin):
+    if row[0] == "test": continue
+    # test, rps, avg, min, p50, p95, p99, max
+    t = row[0].split()[0]
+    print(f"'"$name"',{t},'"$pipeline"',{float(row[1]):.0f},{row[2]},{row[4]},{row[6]}")'
+    done
+done
+
+# Replay: the SETs the always-proxy logged, into an empty Redis, against redis-cli --pipe.
+kill -TERM "$always_pid"; wait "$always_pid" 2>/dev/null || true
+replay_port=$(free_port)
+"$REDIS_SERVER" --bind 127.0.0.1 --port "$replay_port" --save "" --dir "$work" --dbfilename replay.rdb --logfile "$work/replay.log" &
+pids+=($!)
+wait_port "$replay_port"
+"$vecwal" replay --store "$work/always/store" --from -1h --target "127.0.0.1:$replay_port" --dry-run 2>/dev/null |
+    python3 -c '
+import sys
+out = sys.stdout.buffer
+def words(line):
+    parts, cur, i, inq = [], bytearray(), 0, False
+    while i < len(line):
+        c = line[i]
+        if not inq:
+            if c == "\"": inq, cur = True, bytearray()
+            i += 1; continue
+        if c == "\\":
+            n = line[i+1]
+            if n == "x": cur.append(int(line[i+2:i+4], 16)); i += 4; continue
+            cur.append(ord(n)); i += 2; continue
+        if c == "\"": parts.append(bytes(cur)); inq = False; i += 1; continue
+        cur += c.encode(); i += 1
+    return parts
+db = None
+for line in sys.stdin:
+    f = line.split(" ", 3)
+    if db != f[2]:
+        db = f[2]; w = [b"SELECT", db[2:].encode()]
+        out.write(b"*%d\r\n" % len(w) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in w))
+    w = words(f[3])
+    out.write(b"*%d\r\n" % len(w) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in w))
+' >"$work/replay.resp"
+cmds=$(grep -c '^\*' "$work/replay.resp" || true)
+redis-cli -p "$replay_port" flushall >/dev/null
+t0=$(date +%s.%N); redis-cli -p "$replay_port" --pipe <"$work/replay.resp" >/dev/null; t1=$(date +%s.%N)
+redis-cli -p "$replay_port" flushall >/dev/null
+t2=$(date +%s.%N); "$vecwal" replay --store "$work/always/store" --from -1h --target "127.0.0.1:$replay_port" >"$work/replay.out"; t3=$(date +%s.%N)
+python3 - "$cmds" "$t0" "$t1" "$t2" "$t3" <<'PY'
+import sys
+n, t0, t1, t2, t3 = int(sys.argv[1]), *map(float, sys.argv[2:])
+pipe, vw = n / (t1 - t0), n / (t3 - t2)
+print(f"replay,{n} commands,redis-cli --pipe {pipe:.0f}/s,vecwal replay {vw:.0f}/s (incl. reading the store),ratio {vw/pipe:.2f}")
+PY
