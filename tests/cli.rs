@@ -104,3 +104,21 @@ fn every_command_has_help_with_examples() {
         );
     }
 }
+
+#[test]
+fn the_redis_commands_teach_with_examples() {
+    for cmd in [
+        &["proxy", "redis"][..],
+        &["snapshot", "redis"],
+        &["restore", "redis"],
+        &["replay"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let o = vecwal(&args);
+        assert!(o.status.success(), "{cmd:?}");
+        let out = text(&o);
+        assert!(out.contains("Examples:") || out.contains("Example:"), "{cmd:?}: {out}");
+        assert!(out.contains(&format!("vecwal {}", cmd.join(" "))), "{cmd:?}: {out}");
+    }
+}
