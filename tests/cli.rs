@@ -118,7 +118,13 @@ fn the_redis_commands_teach_with_examples() {
         let o = vecwal(&args);
         assert!(o.status.success(), "{cmd:?}");
         let out = text(&o);
-        assert!(out.contains("Examples:") || out.contains("Example:"), "{cmd:?}: {out}");
-        assert!(out.contains(&format!("vecwal {}", cmd.join(" "))), "{cmd:?}: {out}");
+        assert!(
+            out.contains("Examples:") || out.contains("Example:"),
+            "{cmd:?}: {out}"
+        );
+        assert!(
+            out.contains(&format!("vecwal {}", cmd.join(" "))),
+            "{cmd:?}: {out}"
+        );
     }
 }
