@@ -298,3 +298,42 @@ fn pubsub_resp3_and_blocking_pops_pass_through_and_pops_are_logged_as_their_effe
         ]
     );
 }
+
+#[test]
+fn odd_pipelines_and_refused_transaction_commands_keep_logging_straight() {
+    let server = Redis::start(&[]);
+    let mut p = Proxied::start(&server, None);
+    let mut c = p.conn();
+    words(&mut c, &["RPUSH", "l", "a"]);
+    // A blocking pop pipelined before a keyspace-wide write: both answered, nothing stuck.
+    let enc = vecwal::capture::resp::encode_command;
+    let mut pipe = enc(&[b"BLPOP".to_vec(), b"l".to_vec(), b"0".to_vec()]);
+    pipe.extend(enc(&[b"FLUSHDB".to_vec()]));
+    let r = c.raw_pipeline(&pipe, 2);
+    assert_eq!(r[1], b"+OK\r\n");
+    words(&mut p.conn(), &["SET", "x", "1"]);
+    // DISCARD with an argument is refused and leaves the transaction open (and failed).
+    words(&mut c, &["MULTI"]);
+    assert!(words(&mut c, &["DISCARD", "extra"]).is_error());
+    assert_eq!(words(&mut c, &["SET", "k", "v"]).text(), "QUEUED");
+    assert!(words(&mut c, &["EXEC"]).is_error()); // EXECABORT
+                                                  // MULTI with an argument is refused: what follows runs at once and is logged.
+    assert!(words(&mut c, &["MULTI", "extra"]).is_error());
+    assert_eq!(words(&mut c, &["SET", "k2", "v"]).text(), "OK");
+    p.stop();
+    let got: Vec<Vec<String>> = p
+        .logged_commands()
+        .into_iter()
+        .flat_map(|(_, c)| c)
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            w(&["RPUSH", "l", "a"]),
+            w(&["LPOP", "l"]),
+            w(&["FLUSHDB"]),
+            w(&["SET", "x", "1"]),
+            w(&["SET", "k2", "v"]),
+        ]
+    );
+}

@@ -46,15 +46,40 @@ impl Gate {
     /// Claims `keys` for connection `conn`, waiting while another connection has a write
     /// to any of them in flight. Keys are claimed in sorted order, so two connections
     /// claiming overlapping sets cannot wait on each other.
-    pub async fn keys(self: &Arc<Gate>, conn: u64, mut keys: Vec<Vec<u8>>) -> Pass {
+    pub async fn keys(self: &Arc<Gate>, conn: u64, keys: Vec<Vec<u8>>) -> Pass {
         let shared = self.global.clone().read_owned().await;
+        self.claim(conn, keys, Some(shared)).await
+    }
+
+    /// Claims `keys` without taking part in exclusive claims: for a blocking pop already
+    /// answered, which must not wait behind an exclusive claim queued after it on its own
+    /// connection.
+    pub async fn keys_only(self: &Arc<Gate>, conn: u64, keys: Vec<Vec<u8>>) -> Pass {
+        self.claim(conn, keys, None).await
+    }
+
+    async fn claim(
+        self: &Arc<Gate>,
+        conn: u64,
+        mut keys: Vec<Vec<u8>>,
+        shared: Option<OwnedRwLockReadGuard<()>>,
+    ) -> Pass {
         keys.sort();
         keys.dedup();
-        for k in &keys {
+        // The pass grows key by key: if this future is dropped while waiting, the keys
+        // already claimed are released with it.
+        let mut pass = Pass {
+            gate: self.clone(),
+            conn,
+            keys: Vec::with_capacity(keys.len()),
+            _shared: shared,
+            _exclusive: None,
+        };
+        for k in keys {
             loop {
                 let released = {
                     let mut map = self.lock();
-                    match map.get_mut(k) {
+                    match map.get_mut(&k) {
                         None => {
                             map.insert(
                                 k.clone(),
@@ -81,20 +106,15 @@ impl Gate {
                 wait.as_mut().enable();
                 let same_holder = self
                     .lock()
-                    .get(k)
+                    .get(&k)
                     .is_some_and(|h| h.conn != conn && Arc::ptr_eq(&h.released, &released));
                 if same_holder {
                     wait.await;
                 }
             }
+            pass.keys.push(k);
         }
-        Pass {
-            gate: self.clone(),
-            conn,
-            keys,
-            _shared: Some(shared),
-            _exclusive: None,
-        }
+        pass
     }
 
     /// [`Gate::keys`] without waiting: `None` when it would have to wait.

@@ -217,7 +217,15 @@ impl ProxyCore {
                     }
                     ("vecwal.snapshot", _) => Step::Snapshot,
                     (
-                        "subscribe" | "psubscribe" | "ssubscribe" | "monitor" | "sync" | "psync",
+                        "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
+                        | "sunsubscribe" | "monitor" | "sync" | "psync",
+                        _,
+                    ) if in_multi => Step::Forward(Pending::Queued(Queued::Other)),
+                    // Replies to these are not one per command: from here on the
+                    // connection is a byte pipe.
+                    (
+                        "subscribe" | "psubscribe" | "ssubscribe" | "unsubscribe" | "punsubscribe"
+                        | "sunsubscribe" | "monitor" | "sync" | "psync",
                         _,
                     ) => {
                         passthrough = true;
@@ -228,19 +236,19 @@ impl ProxyCore {
                         Some(db) => Step::Forward(Pending::Queued(Queued::Select(db))),
                         None => Step::Forward(Pending::Plain),
                     },
-                    ("multi", _) => {
+                    ("multi", _) if argv.len() == 1 => {
                         in_multi = true;
                         Step::Forward(Pending::Multi)
                     }
-                    ("discard", _) => {
+                    ("discard", _) if argv.len() == 1 => {
                         in_multi = false;
                         Step::Forward(Pending::Discard)
                     }
-                    ("reset", _) => {
+                    ("reset", _) if argv.len() == 1 => {
                         in_multi = false;
                         Step::Forward(Pending::Reset)
                     }
-                    ("exec", _) => {
+                    ("exec", _) if argv.len() == 1 => {
                         in_multi = false;
                         Step::Exec
                     }
@@ -376,7 +384,7 @@ impl ProxyCore {
         let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);
         let mut queue: VecDeque<Pending> = VecDeque::new();
         let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
-        let mut durable: Option<Durable> = None;
+        let mut durable: Vec<Durable> = Vec::new();
         let mut requests_done = false;
         // After a client disconnects the writes it sent are still logged when they succeed;
         // only delivering replies stops.
@@ -431,7 +439,7 @@ impl ProxyCore {
                     p = if frame.is_error() {
                         Pending::Plain
                     } else {
-                        let pass = self.gate.keys(conn, keys).await;
+                        let pass = self.gate.keys_only(conn, keys).await;
                         Pending::Write { argv, pass }
                     };
                 }
@@ -442,7 +450,7 @@ impl ProxyCore {
                     continue;
                 }
                 if let Some(d) = self.handle(&mut st, p, raw, frame.is_error())? {
-                    durable = Some(d);
+                    durable.push(d);
                 }
                 out.extend_from_slice(raw);
             }
@@ -477,10 +485,12 @@ impl ProxyCore {
         &self,
         client: &mut OwnedWriteHalf,
         out: &mut Vec<u8>,
-        durable: &mut Option<Durable>,
+        durable: &mut Vec<Durable>,
         client_gone: &mut bool,
     ) -> std::io::Result<()> {
-        if let Some(d) = durable.take() {
+        // Every record, not only the last: one that failed (too large, say) must not be
+        // hidden behind a later one that succeeded.
+        for d in durable.drain(..) {
             if let Err(e) = d.await {
                 tracing::error!(error = %e, "a write could not be logged; closing the client connection");
                 return Err(std::io::Error::other(e.to_string()));

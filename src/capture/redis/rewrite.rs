@@ -213,7 +213,7 @@ fn xadd(argv: &[Vec<u8>], reply: &Value) -> Option<Vec<Argv>> {
     let mut i = 2;
     while i < argv.len() {
         match lower(&argv[i]).as_str() {
-            "nomkstream" => i += 1,
+            "nomkstream" | "keepref" | "delref" | "acked" => i += 1,
             "maxlen" | "minid" => {
                 i += 1;
                 if matches!(argv.get(i).map(|a| a.as_slice()), Some(b"=") | Some(b"~")) {
@@ -238,7 +238,8 @@ fn xadd(argv: &[Vec<u8>], reply: &Value) -> Option<Vec<Argv>> {
 
 /// HGETEX / HSETEX (Redis 8): field expirations made absolute.
 fn hash_ex(name: &str, argv: &[Vec<u8>], reply: &Value, now_ms: i64) -> Option<Vec<Argv>> {
-    let fields_at = argv.iter().position(|a| lower(a) == "fields")?;
+    // From the options on: the key itself may be named "fields".
+    let fields_at = 2 + argv.get(2..)?.iter().position(|a| lower(a) == "fields")?;
     let opts: Vec<String> = argv[2..fields_at].iter().map(|a| lower(a)).collect();
     let key = argv.get(1)?;
     let mut expiry = None;
@@ -363,6 +364,26 @@ mod tests {
             vec![a(&["LPOP", "b"])]
         );
         assert!(d(&["BLPOP", "a", "1"], Value::Array(None)).is_empty());
+        assert_eq!(
+            d(&["XADD", "st", "KEEPREF", "*", "f", "v"], bulk("6-0")),
+            vec![a(&["XADD", "st", "KEEPREF", "6-0", "f", "v"])]
+        );
+        assert_eq!(
+            d(
+                &["HSETEX", "fields", "EX", "1", "FIELDS", "1", "f", "v"],
+                Value::Int(1)
+            ),
+            vec![a(&[
+                "HSETEX",
+                "fields",
+                "PXAT",
+                "1700000001000",
+                "FIELDS",
+                "1",
+                "f",
+                "v"
+            ])]
+        );
         assert_eq!(
             d(&["HSET", "h", "f", "v"], Value::Int(1)),
             vec![a(&["HSET", "h", "f", "v"])]
