@@ -18,11 +18,7 @@ fi
 eval "$(./scripts/services.sh | grep '^export')"
 cargo build --release --quiet --bin vecwal
 vecwal=$(pwd)/target/release/vecwal
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-wait_port() { until redis-cli -p "$1" ping >/dev/null 2>&1; do sleep 0.05; done; }
+source scripts/redis-lib.sh
 
 redis_port=$(free_port)
 "$REDIS_SERVER" --bind 127.0.0.1 --port "$redis_port" --save "" --dir "$work" --logfile "$work/redis.log" &

@@ -14,16 +14,12 @@ echo "== installing Redis 8.2 with RediSearch (PyPI, into .services/) and buildi
 eval "$(scripts/services.sh | grep '^export')"
 cargo build --release --quiet --bin vecwal
 vecwal=$(pwd)/target/release/vecwal
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+source scripts/redis-lib.sh
 start_redis() { # name port
     "$REDIS_SERVER" --bind 127.0.0.1 --port "$2" --dir "$dir" --dbfilename "$1.rdb" --save "" \
         --logfile "$dir/$1.log" --loadmodule "$REDISEARCH_SO" --loadmodule "$REJSON_SO" &
     pids+=($!)
-    until redis-cli -p "$2" ping >/dev/null 2>&1; do sleep 0.05; done
+    wait_port "$2"
 }
 cli() { redis-cli -p "$proxy_port" "$@"; }
 

@@ -7,7 +7,9 @@ mod proxy;
 #[path = "support/redis.rs"]
 mod redis;
 
-use proxy::{words, Proxied};
+use proxy::{line, words, Proxied};
+
+const FT_CREATE: &str = "FT.CREATE idx ON HASH PREFIX 1 doc: SCHEMA title TEXT";
 use redis::Redis;
 
 fn w(v: &[&str]) -> Vec<String> {
@@ -81,21 +83,7 @@ fn logs_exactly_the_writes_redis_applied_in_deterministic_form() {
     // Module commands are told apart by COMMAND INFO.
     words(&mut c, &["VADD", "vs", "VALUES", "2", "1", "0", "e1"]);
     words(&mut c, &["JSON.SET", "j", "$", "{\"a\":1}"]);
-    words(
-        &mut c,
-        &[
-            "FT.CREATE",
-            "idx",
-            "ON",
-            "HASH",
-            "PREFIX",
-            "1",
-            "doc:",
-            "SCHEMA",
-            "title",
-            "TEXT",
-        ],
-    );
+    line(&mut c, FT_CREATE);
     words(&mut c, &["FT.SEARCH", "idx", "*"]); // a read
 
     p.stop();
@@ -134,18 +122,7 @@ fn logs_exactly_the_writes_redis_applied_in_deterministic_form() {
     want.push(("0".into(), vec![w(&["JSON.SET", "j", "$", "{\"a\":1}"])]));
     want.push((
         "0".into(),
-        vec![w(&[
-            "FT.CREATE",
-            "idx",
-            "ON",
-            "HASH",
-            "PREFIX",
-            "1",
-            "doc:",
-            "SCHEMA",
-            "title",
-            "TEXT",
-        ])],
+        vec![w(&FT_CREATE.split_whitespace().collect::<Vec<_>>())],
     ));
     // The proxy's clock and Redis's may disagree by a millisecond on SET EX.
     let fix = |mut v: Vec<(String, Vec<Vec<String>>)>| {

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use vecwal::capture::redis::client::RedisTarget;
 use vecwal::restore::{self, Target};
 
-use proxy::{assert_same, bytes_cmd, dump, words, Proxied};
+use proxy::{assert_same, bytes_cmd, dump, line, words, Proxied};
 use redis::{Conn, Redis};
 
 fn vec4(rng: &mut impl Rng) -> Vec<f32> {
@@ -166,30 +166,10 @@ fn restoring_to_any_recorded_moment_gives_that_moment_exactly() {
     let original = Redis::start(&[]);
     // Data from before capture began: the base snapshot at start must hold it.
     let mut direct = original.conn();
-    words(
+    line(
         &mut direct,
-        &[
-            "FT.CREATE",
-            "idx",
-            "ON",
-            "HASH",
-            "PREFIX",
-            "1",
-            "doc:",
-            "SCHEMA",
-            "emb",
-            "VECTOR",
-            "FLAT",
-            "6",
-            "TYPE",
-            "FLOAT32",
-            "DIM",
-            "4",
-            "DISTANCE_METRIC",
-            "L2",
-            "tag",
-            "TAG",
-        ],
+        "FT.CREATE idx ON HASH PREFIX 1 doc: SCHEMA \
+         emb VECTOR FLAT 6 TYPE FLOAT32 DIM 4 DISTANCE_METRIC L2 tag TAG",
     );
     bytes_cmd(
         &mut direct,

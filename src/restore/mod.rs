@@ -134,13 +134,7 @@ pub async fn plan(
     allow_empty_base: bool,
 ) -> Result<Plan, RestoreError> {
     let cat = Catalog::load(store, stream).await?;
-    let timeline = cat
-        .segments
-        .iter()
-        .map(|s| s.range.timeline)
-        .chain(cat.snapshots.iter().map(|s| s.timeline))
-        .max()
-        .ok_or_else(|| RestoreError::Empty(stream.to_string()))?;
+    let timeline = newest_timeline(&cat, true)?;
     let segs: Vec<&SegmentEntry> = cat
         .segments
         .iter()
@@ -253,12 +247,7 @@ pub async fn window_plan(
     to_us: i64,
 ) -> Result<Plan, RestoreError> {
     let cat = Catalog::load(store, stream).await?;
-    let timeline = cat
-        .segments
-        .iter()
-        .map(|s| s.range.timeline)
-        .max()
-        .ok_or_else(|| RestoreError::Empty(stream.to_string()))?;
+    let timeline = newest_timeline(&cat, false)?;
     let segs: Vec<SegmentEntry> = cat
         .segments
         .iter()
@@ -299,6 +288,21 @@ pub async fn window_plan(
         latest_lsn,
         latest_time_us,
     })
+}
+
+/// The newest timeline with segments (or, with `snapshots`, with snapshots) in `cat`.
+fn newest_timeline(cat: &Catalog, snapshots: bool) -> Result<u32, RestoreError> {
+    let from_snaps = cat
+        .snapshots
+        .iter()
+        .filter(|_| snapshots)
+        .map(|s| s.timeline);
+    cat.segments
+        .iter()
+        .map(|s| s.range.timeline)
+        .chain(from_snaps)
+        .max()
+        .ok_or_else(|| RestoreError::Empty(cat.stream.clone()))
 }
 
 /// Downloads, decrypts and opens a segment, checking it is the one its name says.

@@ -136,6 +136,11 @@ pub fn words(c: &mut Conn, argv: &[&str]) -> Value {
     decode(&raw).unwrap().unwrap().0
 }
 
+/// A command written as one line of space-separated words.
+pub fn line(c: &mut Conn, text: &str) -> Value {
+    words(c, &text.split_whitespace().collect::<Vec<_>>())
+}
+
 pub fn bytes_cmd(c: &mut Conn, argv: &[Vec<u8>]) -> Value {
     let raw = c.cmd_bytes(argv);
     decode(&raw).unwrap().unwrap().0

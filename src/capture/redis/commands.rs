@@ -109,16 +109,22 @@ impl CommandTable {
 
     /// Whether `argv` writes and to which keys.
     pub fn access(&self, argv: &[Vec<u8>]) -> Access {
+        self.classify(argv).0
+    }
+
+    /// [`CommandTable::access`], and whether the command may block (one table lookup).
+    pub fn classify(&self, argv: &[Vec<u8>]) -> (Access, bool) {
         let Some(info) = self.get(argv) else {
-            return Access::Read; // unknown: Redis answers it with an error
+            return (Access::Read, false); // unknown: Redis answers it with an error
         };
         if !info.write {
-            return Access::Read;
+            return (Access::Read, info.blocking);
         }
-        match keys_of(info, argv) {
+        let access = match keys_of(info, argv) {
             Some(k) if !k.is_empty() => Access::Keys(k),
             _ => Access::Global,
-        }
+        };
+        (access, info.blocking)
     }
 
     /// Keys of `argv` from the fixed positions, if it has them.

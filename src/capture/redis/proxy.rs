@@ -264,13 +264,15 @@ impl ProxyCore {
                         }
                         Some(form) => Step::Script(form),
                     },
-                    _ => match self.table.access(&argv) {
-                        Access::Read if in_multi => Step::Forward(Pending::Queued(Queued::Other)),
-                        Access::Read => Step::Forward(Pending::Plain),
+                    _ => match self.table.classify(&argv) {
+                        (Access::Read, _) if in_multi => {
+                            Step::Forward(Pending::Queued(Queued::Other))
+                        }
+                        (Access::Read, _) => Step::Forward(Pending::Plain),
                         _ if in_multi => {
                             Step::Forward(Pending::Queued(Queued::Write(argv.clone())))
                         }
-                        access => Step::Write(access),
+                        (access, blocking) => Step::Write(access, blocking),
                     },
                 };
                 match step {
@@ -292,7 +294,7 @@ impl ProxyCore {
                         };
                         let _ = tx.send(Pending::Local(reply));
                     }
-                    Step::Write(access) => {
+                    Step::Write(access, blocking) => {
                         // Pipelined writes stay batched unless one must wait; before any
                         // wait, what is buffered goes upstream (a claim may be waiting for
                         // this connection's own earlier writes to be answered).
@@ -303,7 +305,6 @@ impl ProxyCore {
                                 continue;
                             }
                         }
-                        let blocking = self.table.get(&argv).is_some_and(|i| i.blocking);
                         let pending = match access {
                             Access::Keys(keys) if blocking => Pending::Blocking { argv, keys },
                             Access::Keys(keys) => match self.gate.try_keys(conn, keys.clone()) {
@@ -636,7 +637,8 @@ impl ProxyCore {
 enum Step {
     Forward(Pending),
     Local(Vec<u8>),
-    Write(Access),
+    /// A write outside MULTI: what it touches, and whether it may block.
+    Write(Access, bool),
     Script(Argv),
     Exec,
     Snapshot,
