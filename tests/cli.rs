@@ -109,6 +109,7 @@ fn every_command_has_help_with_examples() {
 fn the_redis_commands_teach_with_examples() {
     for cmd in [
         &["proxy", "redis"][..],
+        &["tap", "redis"],
         &["snapshot", "redis"],
         &["restore", "redis"],
         &["replay"],

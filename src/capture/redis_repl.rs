@@ -82,10 +82,16 @@ pub enum ReplEvent {
 pub struct ReplClient {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Bytes of `buf` already consumed as commands; dropped before the next read, so a
+    /// buffer of many small commands is not shifted once per command.
+    consumed: usize,
     replid: String,
     offset: u64,
     last_ack: tokio::time::Instant,
     pending: Option<ReplEvent>,
+    /// When set, acknowledgements report this offset instead of what was received: the tap
+    /// confirms only what is durable in its log, so a client's `WAIT 1` means "logged".
+    confirmed: Option<u64>,
 }
 
 impl ReplClient {
@@ -99,13 +105,13 @@ impl ReplClient {
         Self::connect_notify(cfg, resume, None).await
     }
 
-    /// [`ReplClient::connect`], telling `forked` the offset as soon as the master answered
+    /// [`ReplClient::connect`], telling `forked` the replid and offset as soon as the master answered
     /// FULLRESYNC: the RDB that follows reflects the master at that moment, before its
     /// (possibly long) transfer.
     pub async fn connect_notify(
         cfg: &ReplConfig,
         resume: Option<&ReplPosition>,
-        forked: Option<tokio::sync::oneshot::Sender<u64>>,
+        forked: Option<tokio::sync::oneshot::Sender<(String, u64)>>,
     ) -> Result<ReplClient, ReplError> {
         let stream = TcpStream::connect(&cfg.addr)
             .await
@@ -117,10 +123,12 @@ impl ReplClient {
         let mut c = ReplClient {
             stream,
             buf: Vec::with_capacity(64 << 10),
+            consumed: 0,
             replid: String::new(),
             offset: 0,
             last_ack: tokio::time::Instant::now(),
             pending: None,
+            confirmed: None,
         };
         if let Some(pw) = &cfg.password {
             let mut argv = vec![b"AUTH".to_vec()];
@@ -169,7 +177,7 @@ impl ReplClient {
                     .and_then(|o| o.parse().ok())
                     .ok_or_else(|| proto("FULLRESYNC without offset"))?;
                 if let Some(tx) = forked {
-                    let _ = tx.send(offset);
+                    let _ = tx.send((replid.clone(), offset));
                 }
                 let rdb = c.read_rdb().await?;
                 c.replid = replid.clone();
@@ -212,23 +220,9 @@ impl ReplClient {
     /// The next event. Acknowledges the offset to the master at least once a second and
     /// whenever it asks (REPLCONF GETACK), which keeps the link alive.
     pub async fn next(&mut self) -> Result<ReplEvent, ReplError> {
-        if let Some(e) = self.pending.take() {
-            return Ok(e);
-        }
         loop {
-            if let Some((argv, n)) = parse_command(&self.buf).map_err(|e| proto(&e.to_string()))? {
-                self.buf.drain(..n);
-                self.offset += n as u64;
-                let getack = argv.len() >= 2
-                    && argv[0].eq_ignore_ascii_case(b"REPLCONF")
-                    && argv[1].eq_ignore_ascii_case(b"GETACK");
-                if getack {
-                    self.ack().await?;
-                }
-                return Ok(ReplEvent::Command {
-                    offset: self.offset,
-                    argv,
-                });
+            if let Some(e) = self.buffered().await? {
+                return Ok(e);
             }
             if self.last_ack.elapsed() >= Duration::from_secs(1) {
                 self.ack().await?;
@@ -241,12 +235,43 @@ impl ReplClient {
         }
     }
 
+    /// The next event if it has already arrived, without waiting for the network: lets a
+    /// caller gather what is buffered into one batch.
+    pub async fn buffered(&mut self) -> Result<Option<ReplEvent>, ReplError> {
+        if let Some(e) = self.pending.take() {
+            return Ok(Some(e));
+        }
+        let Some((argv, n)) =
+            parse_command(&self.buf[self.consumed..]).map_err(|e| proto(&e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        self.consumed += n;
+        self.offset += n as u64;
+        let getack = argv.len() >= 2
+            && argv[0].eq_ignore_ascii_case(b"REPLCONF")
+            && argv[1].eq_ignore_ascii_case(b"GETACK");
+        if getack {
+            self.ack().await?;
+        }
+        Ok(Some(ReplEvent::Command {
+            offset: self.offset,
+            argv,
+        }))
+    }
+
+    /// From now on acknowledge only offsets passed to this (see `confirmed`).
+    pub fn confirm(&mut self, offset: u64) {
+        self.confirmed = Some(offset.min(self.offset));
+    }
+
     /// Sends `REPLCONF ACK <offset>`.
     pub async fn ack(&mut self) -> Result<(), ReplError> {
+        let offset = self.confirmed.unwrap_or(self.offset);
         let ack = encode_command(&[
             b"REPLCONF".to_vec(),
             b"ACK".to_vec(),
-            self.offset.to_string().into_bytes(),
+            offset.to_string().into_bytes(),
         ]);
         self.stream.write_all(&ack).await?;
         self.last_ack = tokio::time::Instant::now();
@@ -255,6 +280,7 @@ impl ReplClient {
 
     /// Reads more bytes into the buffer; a closed connection is an error.
     async fn fill(&mut self) -> Result<(), ReplError> {
+        self.compact();
         // Straight into the buffer: a 64 KiB array would live inside this future's state.
         self.buf.reserve(64 << 10);
         let n = self.stream.read_buf(&mut self.buf).await?;
@@ -267,8 +293,14 @@ impl ReplClient {
         Ok(())
     }
 
+    fn compact(&mut self) {
+        self.buf.drain(..self.consumed);
+        self.consumed = 0;
+    }
+
     /// Sends a command and reads its one-line reply; an error reply is `Refused`.
     async fn request(&mut self, step: &'static str, argv: &[Vec<u8>]) -> Result<String, ReplError> {
+        self.compact();
         self.stream.write_all(&encode_command(argv)).await?;
         loop {
             if let Some(f) = scan(&self.buf).map_err(|e| proto(&e.to_string()))? {
@@ -286,6 +318,7 @@ impl ReplClient {
     /// Reads the RDB that follows FULLRESYNC: `$<len>\r\n<bytes>` (from disk) or
     /// `$EOF:<40-byte mark>\r\n<bytes><mark>` (diskless). Newlines before it are keep-alives.
     async fn read_rdb(&mut self) -> Result<Vec<u8>, ReplError> {
+        self.compact();
         let header = loop {
             while self.buf.first() == Some(&b'\n') {
                 self.buf.remove(0);

@@ -13,6 +13,7 @@ mod snapshot;
 mod status;
 mod store_args;
 mod summary;
+mod tap;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,7 @@ pub enum Command {
     Prune(prune::Args),
     Ship(ship::Args),
     Proxy(proxy::Args),
+    Tap(tap::Args),
     Snapshot(snapshot::Args),
     Restore(restore::Args),
     Replay(replay::Args),
@@ -65,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Prune(a) => rt()?.block_on(prune::run(a)),
         Command::Ship(a) => rt()?.block_on(ship::run(a)),
         Command::Proxy(a) => rt()?.block_on(proxy::run(a)),
+        Command::Tap(a) => rt()?.block_on(tap::run(a)),
         Command::Snapshot(a) => rt()?.block_on(snapshot::run(a)),
         Command::Restore(a) => rt()?.block_on(restore::run(a)),
         Command::Replay(a) => rt()?.block_on(replay::run(a)),

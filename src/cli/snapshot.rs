@@ -1,4 +1,4 @@
-//! `vecwal snapshot redis`: ask a running proxy for an aligned base snapshot now.
+//! `vecwal snapshot redis`: ask a running proxy or tap for an aligned base snapshot now.
 
 use std::process::ExitCode;
 
@@ -17,20 +17,27 @@ enum Kind {
     Redis(RedisArgs),
 }
 
-/// Ask a running `vecwal proxy redis` for an aligned snapshot now.
+/// Ask a running `vecwal proxy redis` or `vecwal tap redis` for an aligned snapshot now.
 ///
-/// The proxy holds writes for the moment Redis forks, stores the RDB tagged with the exact
-/// LSN it contains, and answers once it is stored. The same as sending VECWAL.SNAPSHOT to
-/// the proxy with any Redis client.
+/// The proxy holds writes for the moment Redis forks; the tap ties the fork's replication
+/// offset to the LSN its log had reached there. Either stores the RDB tagged with the exact
+/// LSN it contains and answers once it is stored. The same as sending VECWAL.SNAPSHOT to
+/// the proxy, or to the tap's control port, with any Redis client.
 ///
-/// Example:
+/// Examples:
 ///   vecwal snapshot redis --proxy 127.0.0.1:6380
+///   vecwal snapshot redis --tap 127.0.0.1:6390
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 struct RedisArgs {
     /// The proxy's listen address (with credentials if the upstream wants them:
-    /// redis://user:password@host:port).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6380")]
+    /// redis://user:password@host:port), or a tap's --control address.
+    #[arg(
+        long,
+        visible_alias = "tap",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:6380"
+    )]
     proxy: String,
 }
 

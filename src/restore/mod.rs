@@ -183,10 +183,19 @@ pub async fn plan(
         }
     };
 
+    // A base taken at a full resync of the tap may hold writes the log has no records of,
+    // made up to when it was taken: it must not serve a restore to an earlier time (nor to
+    // an LSN, which means the state right after that record). The latest state is the
+    // exception: there those writes belong.
+    let taken_by = match target {
+        Target::Latest => i64::MAX,
+        Target::Lsn(_) => target_time_us,
+        Target::Time(t) => t,
+    };
     let base = snaps
         .iter()
         .rev()
-        .find(|s| s.lsn <= target_lsn)
+        .find(|s| s.lsn <= target_lsn && s.time_us <= taken_by)
         .map(|s| (*s).clone());
     if base.is_none() {
         let from_start = segs.first().is_some_and(|s| s.range.first_lsn == 1);

@@ -194,11 +194,14 @@ async fn serve(
     wr.write_all(&rdb).await.map_err(io)?;
     drop(rdb);
 
-    // The target reports the offset it applied (REPLCONF ACK) once a second and on GETACK.
+    // The target reports the offset it applied (REPLCONF ACK) once a second and on GETACK,
+    // and only once it has loaded the RDB: until the first ACK arrives nothing is applied,
+    // whatever offset is wanted (with no records after the base, that offset is 0).
     let acked = Arc::new(AtomicU64::new(0));
+    let heard = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let closed = Arc::new(tokio::sync::Notify::new());
     let reader = {
-        let (acked, closed) = (acked.clone(), closed.clone());
+        let (acked, heard, closed) = (acked.clone(), heard.clone(), closed.clone());
         tokio::spawn(async move {
             let mut buf = buf;
             loop {
@@ -210,6 +213,7 @@ async fn serve(
                             .and_then(|s| s.parse().ok())
                         {
                             acked.fetch_max(off, Ordering::Relaxed);
+                            heard.store(true, Ordering::Release);
                         }
                     }
                 }
@@ -268,7 +272,7 @@ async fn serve(
     loop {
         p.bytes_applied = acked.load(Ordering::Relaxed);
         progress(p);
-        if p.bytes_applied >= end {
+        if heard.load(Ordering::Acquire) && p.bytes_applied >= end {
             break;
         }
         wr.write_all(&getack).await.map_err(io)?;

@@ -222,9 +222,14 @@ pub fn assert_same(
     want: &BTreeMap<(u32, String), KeyState>,
     what: &str,
 ) {
-    let gk: Vec<_> = got.keys().collect();
-    let wk: Vec<_> = want.keys().collect();
-    assert_eq!(gk, wk, "{what}: different keys");
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "{what}: different keys: {} extra {extra:?}, {} missing {missing:?}",
+        extra.len(),
+        missing.len()
+    );
     for (k, w) in want {
         let g = &got[k];
         assert_eq!(

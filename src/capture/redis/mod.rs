@@ -7,6 +7,7 @@
 //! - [`proxy`]: the proxy itself (promises 1 and 2).
 //! - [`snapshot`]: RDB snapshots aligned to an LSN (promise 5).
 //! - [`service`]: a running proxy with its log, shipper and snapshot schedule.
+//! - [`tap`]: vecwal as a replica of the master instead of a proxy.
 
 pub mod client;
 pub mod commands;
@@ -15,3 +16,4 @@ pub mod proxy;
 pub mod rewrite;
 pub mod service;
 pub mod snapshot;
+pub mod tap;

@@ -20,7 +20,7 @@ use crate::snapshot::{put_snapshot, SnapshotPoint};
 use crate::store::{Keyring, Store, StoreError};
 
 /// Longest the barrier waits for Redis to fork (it waits for a BGSAVE already running).
-const FORK_WAIT: Duration = Duration::from_secs(60);
+pub(crate) const FORK_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -66,7 +66,7 @@ pub async fn take(
     let (tx, forked) = tokio::sync::oneshot::channel();
     let sync = tokio::spawn(async move { ReplClient::connect_notify(&cfg, None, Some(tx)).await });
     let got = match tokio::time::timeout(FORK_WAIT, forked).await {
-        Ok(Ok(off)) => off,
+        Ok(Ok((_replid, off))) => off,
         Ok(Err(_)) => {
             drop(barrier);
             return Err(match sync.await {
@@ -95,17 +95,34 @@ pub async fn take(
         }
     };
     drop(client);
+    // A base taken before the first record holds the database as it was when capture
+    // began: restorable from that moment on.
+    let time_us = if lsn == 0 {
+        crate::log::now_us()
+    } else {
+        time_us
+    };
+    let manifest = store_rdb(log, stores, keyring, lsn, time_us, rdb).await?;
+    log.append(marker(&manifest)?).await?;
+    tracing::info!(lsn, bytes = manifest.size, "aligned snapshot stored");
+    Ok(manifest)
+}
+
+/// Stores `rdb`, which reflects exactly the records up to `lsn` (the newest of them logged
+/// at `time_us`), as a base snapshot in every store.
+pub async fn store_rdb(
+    log: &Log,
+    stores: &[Arc<dyn Store>],
+    keyring: Option<&Keyring>,
+    lsn: u64,
+    time_us: i64,
+    rdb: Vec<u8>,
+) -> Result<SnapshotManifest, SnapshotError> {
     let stream = &log.meta().name;
     let point = SnapshotPoint {
         timeline: log.meta().timeline,
         lsn,
-        // A base taken before the first record holds the database as it was when capture
-        // began: restorable from that moment on.
-        time_us: if lsn == 0 {
-            crate::log::now_us()
-        } else {
-            time_us
-        },
+        time_us,
         format: "rdb",
     };
     let mut manifest = None;
@@ -122,16 +139,18 @@ pub async fn take(
         sha256: String::new(),
         encrypted: false,
     });
-    // A marker in the log, so `inspect` shows where snapshots were taken.
+    Ok(manifest)
+}
+
+/// The marker record of a stored snapshot, so `inspect` shows where snapshots were taken.
+pub fn marker(manifest: &SnapshotManifest) -> Result<Entry, LogError> {
     let mut sha = [0u8; 32];
     hex::decode_to_slice(&manifest.sha256, &mut sha).ok();
     let marker = Operation::Snapshot {
-        snapshot_lsn: lsn,
+        snapshot_lsn: manifest.lsn,
         size: manifest.size,
         sha256: sha,
         name: manifest.data_key.clone(),
     };
-    log.append(Entry::new("", &marker)?).await?;
-    tracing::info!(lsn, bytes = manifest.size, "aligned snapshot stored");
-    Ok(manifest)
+    Entry::new("", &marker)
 }

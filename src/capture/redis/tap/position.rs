@@ -1,0 +1,194 @@
+//! Where the tap stands: the replication position its log covers, kept beside the log so a
+//! restart continues with a partial resync instead of a full one, and the recent mapping
+//! from replication offsets to LSNs that aligns on-demand snapshots.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::capture::redis_repl::ReplPosition;
+use crate::log::StreamMeta;
+
+/// The file in the data directory.
+pub const FILE: &str = "tap-position.json";
+
+/// What the log holds, up to `lsn`, is exactly the master's history up to `offset` of
+/// `replid`; at that offset the stream had `db` selected.
+///
+/// Written after every batch the tap logs. It is trusted on restart only when `lsn` equals
+/// the log's last LSN: then no record is missing or doubled whatever crashed when. Any
+/// other state (a crash between a batch and this file, a torn log tail, a file from another
+/// stream) makes the tap ask for a full resync, which takes a new aligned base: slower,
+/// never wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    pub stream_id: String,
+    pub timeline: u32,
+    pub lsn: u64,
+    pub replid: String,
+    pub offset: u64,
+    pub db: u32,
+}
+
+impl Saved {
+    pub fn new(meta: &StreamMeta, lsn: u64, replid: &str, offset: u64, db: u32) -> Saved {
+        Saved {
+            stream_id: format!("{:016x}", meta.stream_id),
+            timeline: meta.timeline,
+            lsn,
+            replid: replid.to_string(),
+            offset,
+            db,
+        }
+    }
+
+    pub fn position(&self) -> ReplPosition {
+        ReplPosition {
+            replid: self.replid.clone(),
+            offset: self.offset,
+        }
+    }
+
+    /// The saved position in `dir` if it describes exactly this log; otherwise why not.
+    pub fn load(dir: &Path, meta: &StreamMeta, last_lsn: u64) -> Result<Saved, String> {
+        let path = dir.join(FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err("no saved replication position".into())
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let saved: Saved = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{} is not a replication position: {e}", path.display()))?;
+        if saved != Saved::new(meta, saved.lsn, &saved.replid, saved.offset, saved.db) {
+            return Err("the saved position belongs to another stream or timeline".into());
+        }
+        if saved.lsn != last_lsn {
+            return Err(format!(
+                "the saved position is for LSN {} but the log ends at LSN {last_lsn}",
+                saved.lsn
+            ));
+        }
+        Ok(saved)
+    }
+
+    /// Replaces the file. Not fsynced: after a power cut an older version may come back,
+    /// whose LSN then no longer matches the log's (a full resync), or matches it exactly
+    /// because the log lost the same records (a correct resume).
+    pub fn store(&self, dir: &Path) -> std::io::Result<()> {
+        let path: PathBuf = dir.join(FILE);
+        let tmp = dir.join(format!("{FILE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("serializes"))?;
+        std::fs::rename(&tmp, &path)
+    }
+}
+
+/// Entries kept for aligning snapshots: a snapshot's fork happens within moments of its
+/// request, so only the recent past is ever looked up.
+const HISTORY: usize = 1 << 16;
+
+/// Which LSN the log had reached at each replication offset, recently.
+#[derive(Debug, Clone)]
+pub struct History {
+    replid: String,
+    /// At `floor.0` and before any entry, the log ended at LSN `floor.1` (time `floor.2`).
+    floor: (u64, u64, i64),
+    /// `(offset after a logged unit, its last LSN, its time)`, offsets increasing.
+    entries: VecDeque<(u64, u64, i64)>,
+}
+
+impl History {
+    pub fn new(replid: &str, offset: u64, lsn: u64, time_us: i64) -> History {
+        History {
+            replid: replid.to_string(),
+            floor: (offset, lsn, time_us),
+            entries: VecDeque::new(),
+        }
+    }
+
+    pub fn set_replid(&mut self, replid: &str) {
+        // A failover keeps the offsets (PSYNC2): the mapping stays valid under the new id.
+        self.replid = replid.to_string();
+    }
+
+    pub fn push(&mut self, offset: u64, lsn: u64, time_us: i64) {
+        if self.entries.len() == HISTORY {
+            self.floor = self.entries.pop_front().expect("full");
+        }
+        self.entries.push_back((offset, lsn, time_us));
+    }
+
+    /// The LSN and time the log had reached when the master's history reached `offset` of
+    /// `replid`; `None` when that is not known (another replid, or too long ago).
+    pub fn lsn_at(&self, replid: &str, offset: u64) -> Option<(u64, i64)> {
+        if replid != self.replid || offset < self.floor.0 {
+            return None;
+        }
+        let i = self.entries.partition_point(|e| e.0 <= offset);
+        let e = if i == 0 {
+            self.floor
+        } else {
+            self.entries[i - 1]
+        };
+        Some((e.1, e.2))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_map_to_the_last_lsn_logged_at_or_before_them() {
+        let mut h = History::new("a", 100, 7, 1);
+        h.push(150, 8, 2);
+        h.push(180, 10, 3);
+        assert_eq!(h.lsn_at("a", 99), None, "before the floor");
+        assert_eq!(h.lsn_at("a", 100), Some((7, 1)));
+        assert_eq!(h.lsn_at("a", 149), Some((7, 1)));
+        assert_eq!(h.lsn_at("a", 150), Some((8, 2)));
+        assert_eq!(h.lsn_at("a", 179), Some((8, 2)));
+        assert_eq!(h.lsn_at("a", 1000), Some((10, 3)));
+        assert_eq!(h.lsn_at("b", 150), None, "another history");
+    }
+
+    #[test]
+    fn old_entries_become_the_floor() {
+        let mut h = History::new("a", 0, 0, 0);
+        for i in 1..=(HISTORY as u64 + 2) {
+            h.push(i * 10, i, i as i64);
+        }
+        assert_eq!(h.lsn_at("a", 15), None, "forgotten");
+        assert_eq!(h.lsn_at("a", 20), Some((2, 2)));
+        assert_eq!(h.lsn_at("a", 25), Some((2, 2)));
+    }
+
+    #[test]
+    fn a_saved_position_is_trusted_only_for_the_exact_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = StreamMeta {
+            name: "r".into(),
+            stream_id: 42,
+            timeline: 1,
+            created: String::new(),
+        };
+        let err = Saved::load(dir.path(), &meta, 0).unwrap_err();
+        assert!(err.contains("no saved"), "{err}");
+        Saved::new(&meta, 5, "id", 900, 3)
+            .store(dir.path())
+            .unwrap();
+        assert_eq!(Saved::load(dir.path(), &meta, 5).unwrap().offset, 900);
+        let err = Saved::load(dir.path(), &meta, 6).unwrap_err();
+        assert!(err.contains("log ends at LSN 6"), "{err}");
+        let other = StreamMeta {
+            stream_id: 43,
+            ..meta.clone()
+        };
+        let err = Saved::load(dir.path(), &other, 5).unwrap_err();
+        assert!(err.contains("another stream"), "{err}");
+        std::fs::write(dir.path().join(FILE), b"{").unwrap();
+        assert!(Saved::load(dir.path(), &meta, 5).is_err());
+    }
+}
