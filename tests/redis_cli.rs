@@ -2,6 +2,8 @@
 //! real Redis: credentials stay out of everything vecwal writes, a proxy killed mid-write
 //! loses no acknowledged write, and restore/replay refuse and report as documented.
 
+#[path = "support/proxy.rs"]
+mod proxy;
 #[path = "support/redis.rs"]
 mod redis;
 
@@ -345,4 +347,88 @@ fn restore_refuses_a_non_empty_target_and_a_time_outside_the_window() {
     let mut c = target.conn();
     assert_eq!(c.cmd(&["GET", "a"]), b"$1\r\n1\r\n");
     assert_eq!(c.cmd(&["EXISTS", "precious"]), b":0\r\n");
+}
+
+#[test]
+fn restore_to_dir_writes_an_rdb_that_a_redis_server_starts_from() {
+    let server = Redis::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut proxy = ProxyProcess::start(&server, dir.path(), false);
+    let mut c = Conn::connect(&proxy.addr);
+    c.ok(&[
+        "FT.CREATE",
+        "idx",
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        "doc:",
+        "SCHEMA",
+        "emb",
+        "VECTOR",
+        "FLAT",
+        "6",
+        "TYPE",
+        "FLOAT32",
+        "DIM",
+        "2",
+        "DISTANCE_METRIC",
+        "L2",
+    ]);
+    c.cmd(&["HSET", "doc:1", "emb", "abcdefgh", "title", "one"]);
+    c.cmd(&[
+        "VADD",
+        "vs",
+        "VALUES",
+        "2",
+        "1",
+        "0",
+        "e1",
+        "SETATTR",
+        "{\"k\":1}",
+    ]);
+    c.cmd(&["JSON.SET", "j", "$", "{\"n\":[1,2]}"]);
+    c.cmd(&["SET", "s", "v", "EX", "3600"]);
+    let want = proxy::dump(&mut server.conn(), 2);
+    proxy.terminate();
+
+    let (redis_server, modules) = redis::server_and_modules();
+    let out = dir.path().join("restored");
+    let restore = |force: bool| {
+        let mut cmd = vecwal();
+        cmd.args(["restore", "redis", "--store"])
+            .arg(dir.path().join("store"))
+            .arg("--to-dir")
+            .arg(&out)
+            .arg("--redis-server")
+            .arg(&redis_server);
+        for m in &modules {
+            cmd.arg("--loadmodule").arg(m);
+        }
+        if force {
+            cmd.arg("--force");
+        }
+        run(&mut cmd)
+    };
+    let (ok, text) = restore(false);
+    assert!(ok && text.contains("dump.rdb"), "{text}");
+    let (ok, text) = restore(false);
+    assert!(
+        !ok && text.contains("exists") && text.contains("--force"),
+        "{text}"
+    );
+    let (ok, text) = restore(true);
+    assert!(ok, "{text}");
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["dump.rdb"], "only the RDB is left behind");
+
+    let out_dir = out.to_str().unwrap();
+    let started = Redis::start(&["--dir", out_dir, "--dbfilename", "dump.rdb"]);
+    let got = proxy::dump(&mut started.conn(), 2);
+    proxy::assert_same(&got, &want, "the server started from the RDB");
+    let info = started.conn().cmd(&["FT.INFO", "idx"]);
+    assert!(contains(&info, "num_docs"), "the index came back");
 }

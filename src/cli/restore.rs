@@ -1,11 +1,13 @@
 //! `vecwal restore redis`: bring a Redis back to a moment.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::store_args::{resolve_stream, CryptArgs, StoreArgs, StreamArg};
 use crate::capture::redis::client::RedisTarget;
+use crate::restore::to_dir::{Scratch, ScratchServer};
 use crate::restore::{self, redis::Progress, Target};
 use crate::time::{format_us, parse_time};
 
@@ -37,8 +39,15 @@ enum Kind {
 ///       --target redis://127.0.0.1:6390
 ///   vecwal restore redis --store ./backups --at -15m --target redis://staging:6379 --dry-run
 ///   vecwal restore redis --store ./backups --lsn 18231 --target redis://127.0.0.1:6390 --force
+///   vecwal restore redis --store ./backups --at -1h --to-dir ./restored \
+///       --loadmodule /usr/lib/redis/modules/redisearch.so
+///
+/// With --to-dir nothing running is touched: vecwal starts a scratch redis-server
+/// (--redis-server, with the --loadmodule modules the data needs) on loopback, restores into
+/// it, and has it save DIR/dump.rdb, which a redis-server started with --dir DIR loads.
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
+#[command(group(clap::ArgGroup::new("into").required(true).args(["target", "to_dir"])))]
 struct RedisArgs {
     #[command(flatten)]
     store: StoreArgs,
@@ -59,8 +68,31 @@ struct RedisArgs {
     lsn: Option<u64>,
     /// The Redis to restore into: redis://[user:password@]host:port.
     #[arg(long, value_name = "URL")]
-    target: String,
-    /// Replace what the target holds (it is refused when not empty).
+    target: Option<String>,
+    /// Instead of a running Redis, write an RDB file into this directory.
+    #[arg(long, value_name = "DIR")]
+    to_dir: Option<PathBuf>,
+    /// The file --to-dir writes.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "dump.rdb",
+        requires = "to_dir"
+    )]
+    dbfilename: String,
+    /// The redis-server that writes the --to-dir file (same version as, or older than, the
+    /// server that will load it).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "redis-server",
+        requires = "to_dir"
+    )]
+    redis_server: PathBuf,
+    /// A module the data needs (RediSearch, RedisJSON, …), for --to-dir; repeatable.
+    #[arg(long, value_name = "PATH", requires = "to_dir")]
+    loadmodule: Vec<PathBuf>,
+    /// Replace what the target holds (it is refused when not empty), or the --to-dir file.
     #[arg(long)]
     force: bool,
     /// Print the plan and stop.
@@ -74,7 +106,15 @@ struct RedisArgs {
 
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let Kind::Redis(a) = a.target;
-    let target = RedisTarget::parse(&a.target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+    let target = match &a.target {
+        Some(t) => Some(RedisTarget::parse(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?),
+        None => None,
+    };
+    let into = match (&target, &a.to_dir) {
+        (Some(t), _) => t.addr.clone(),
+        (None, Some(d)) => d.join(&a.dbfilename).display().to_string(),
+        (None, None) => unreachable!("clap requires --target or --to-dir"),
+    };
     let goal = match (&a.at, a.lsn) {
         (Some(t), _) => Target::Time(
             parse_time(t, crate::log::now_us()).map_err(|e| anyhow::anyhow!("--at: {e}"))?,
@@ -93,7 +133,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.from_empty,
     )
     .await?;
-    println!("restore plan for {}:\n{}", target.addr, plan.describe());
+    println!("restore plan for {into}:\n{}", plan.describe());
     if let Target::Time(t) = goal {
         if t > plan.latest_time_us {
             println!(
@@ -113,13 +153,30 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             b.set_message(format!("{} KiB applied", p.bytes_applied >> 10));
         }
     };
-    let summary = restore::redis::restore(store, &plan, keyring, &target, a.force, &report).await?;
+    let (summary, into) = match (target, &a.to_dir) {
+        (Some(t), _) => (
+            restore::redis::restore(store, &plan, keyring, &t, a.force, &report).await?,
+            into,
+        ),
+        (None, Some(dir)) => {
+            let how = ScratchServer {
+                binary: a.redis_server.clone(),
+                modules: a.loadmodule.clone(),
+            };
+            let scratch = Scratch::start(&how, dir, &a.dbfilename, a.force)?;
+            let s = restore::redis::restore(store, &plan, keyring, &scratch.target, false, &report)
+                .await?;
+            let file = scratch.save().await?;
+            (s, file.display().to_string())
+        }
+        (None, None) => unreachable!("clap requires --target or --to-dir"),
+    };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     println!(
         "restored {}: base {}, {} records applied, final LSN {} at {}, in {:.1?}",
-        target.addr,
+        into,
         plan.base
             .as_ref()
             .map_or("empty database".to_string(), |b| format!(

