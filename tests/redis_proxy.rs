@@ -297,6 +297,26 @@ fn odd_pipelines_and_refused_transaction_commands_keep_logging_straight() {
                                                   // MULTI with an argument is refused: what follows runs at once and is logged.
     assert!(words(&mut c, &["MULTI", "extra"]).is_error());
     assert_eq!(words(&mut c, &["SET", "k2", "v"]).text(), "OK");
+    // MULTI refused by an ACL, pipelined with what follows: the SET runs at once, so it is
+    // logged as a plain write; the EXEC fails. A nested MULTI leaves a transaction open.
+    line(&mut c, "ACL SETUSER limited on >pw ~* &* +@all -multi");
+    let mut limited = p.conn();
+    words(&mut limited, &["AUTH", "limited", "pw"]);
+    let mut pipe = enc(&[b"MULTI".to_vec()]);
+    pipe.extend(enc(&[b"SET".to_vec(), b"k3".to_vec(), b"v".to_vec()]));
+    pipe.extend(enc(&[b"EXEC".to_vec()]));
+    let r = limited.raw_pipeline(&pipe, 3);
+    assert!(
+        r[0].starts_with(b"-NOPERM"),
+        "{:?}",
+        String::from_utf8_lossy(&r[0])
+    );
+    assert_eq!(r[1], b"+OK\r\n");
+    assert!(r[2].starts_with(b"-ERR EXEC without MULTI"));
+    words(&mut c, &["MULTI"]);
+    assert!(words(&mut c, &["MULTI"]).is_error());
+    assert_eq!(words(&mut c, &["SET", "k4", "v"]).text(), "QUEUED");
+    assert_eq!(words(&mut c, &["EXEC"]).items().map(|i| i.len()), Some(1));
     p.stop();
     let got: Vec<Vec<String>> = p
         .logged_commands()
@@ -311,6 +331,8 @@ fn odd_pipelines_and_refused_transaction_commands_keep_logging_straight() {
             w(&["FLUSHDB"]),
             w(&["SET", "x", "1"]),
             w(&["SET", "k2", "v"]),
+            w(&["SET", "k3", "v"]),
+            w(&["SET", "k4", "v"]),
         ]
     );
 }

@@ -299,3 +299,45 @@ async fn the_ship_command_seals_and_ships_everything_and_refuses_a_live_director
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("0 segments"), "{}", text(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_stops_at_an_lsn_that_two_segments_hold() {
+    // Two writers on one stream (a copied data directory): their segments overlap, and
+    // which history is right cannot be told. The restore must say so, not pick one.
+    let dir = tempfile::tempdir().unwrap();
+    let store = shipped(&dir.path().join("store")).await;
+    let second = tempfile::tempdir().unwrap();
+    let first = Catalog::load(&*store, "test").await.unwrap();
+    let meta = serde_json::json!({
+        "name": "test",
+        "stream_id": first.identity.unwrap().stream_id,
+        "timeline": 1,
+        "created": "2026-01-01T00:00:00Z",
+    });
+    std::fs::write(second.path().join("stream.json"), meta.to_string()).unwrap();
+    let (log, _) = Log::open(second.path(), config()).unwrap();
+    let log = Arc::new(log);
+    for i in 0..50 {
+        log.append(entry(9, i)).await.unwrap();
+    }
+    let last = log.roll().await.unwrap();
+    let shipper = Shipper::start(log.clone(), vec![store.clone()], ShipConfig::default());
+    tokio::time::timeout(Duration::from_secs(60), shipper.wait_shipped(last))
+        .await
+        .unwrap();
+    shipper.stop().await;
+
+    let plan = vecwal::restore::plan(&*store, "test", vecwal::restore::Target::Latest, None, true)
+        .await
+        .unwrap();
+    let mut rx = vecwal::restore::records(store.clone(), &plan, None);
+    let mut err = None;
+    while let Some(b) = rx.recv().await {
+        if let Err(e) = b {
+            err = Some(e.to_string());
+        }
+    }
+    let err = err.expect("the overlap is reported");
+    assert!(err.contains("also in an earlier segment"), "{err}");
+    assert!(err.contains("LSN Some(1)"), "{err}");
+}

@@ -360,13 +360,19 @@ fn records_of<'a>(
     entry: &SegmentEntry,
 ) -> impl Iterator<Item = Result<Record, RestoreError>> + 'a {
     let key = entry.key.clone();
-    seg.records_from_block(0).map(move |r| {
-        r.map_err(|e| RestoreError::Corrupt {
+    // Damage is reported with the first LSN that could not be read.
+    let mut next = entry.range.first_lsn;
+    seg.records_from_block(0).map(move |r| match r {
+        Ok(r) => {
+            next = r.lsn + 1;
+            Ok(r)
+        }
+        Err(e) => Err(RestoreError::Corrupt {
             key: key.clone(),
             offset: Some(e.offset()),
-            lsn: None,
+            lsn: Some(next),
             message: e.to_string(),
-        })
+        }),
     })
 }
 
@@ -435,8 +441,21 @@ pub fn records(
                 let mut out = Vec::new();
                 for r in records_of(&seg, &entry) {
                     let r = r?;
+                    if r.lsn < from {
+                        continue; // before the base: the first segment starts earlier
+                    }
                     if r.lsn < next {
-                        continue;
+                        // Two segments hold this LSN. vecwal never writes overlapping
+                        // segments for one stream and timeline, so which history is right
+                        // cannot be told: stop rather than pick one.
+                        return Err(RestoreError::Corrupt {
+                            key: entry.key.clone(),
+                            offset: None,
+                            lsn: Some(r.lsn),
+                            message: "this LSN is also in an earlier segment (overlapping \
+                                      segments in the store: two writers on one stream?)"
+                                .into(),
+                        });
                     }
                     if r.lsn > to {
                         break;

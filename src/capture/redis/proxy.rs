@@ -126,7 +126,10 @@ enum Pending {
         pass: Pass,
     },
     Select(u32),
-    Multi,
+    /// MULTI: tells the request side whether Redis opened the transaction (an ACL or OOM
+    /// refusal does not; the commands after it then run at once and must be handled as
+    /// plain commands, not queued ones).
+    Multi(tokio::sync::oneshot::Sender<bool>),
     /// A command inside MULTI; `+QUEUED` adds it to the transaction.
     Queued(Queued),
     Exec {
@@ -236,10 +239,9 @@ impl ProxyCore {
                         Some(db) => Step::Forward(Pending::Queued(Queued::Select(db))),
                         None => Step::Forward(Pending::Plain),
                     },
-                    ("multi", _) if argv.len() == 1 => {
-                        in_multi = true;
-                        Step::Forward(Pending::Multi)
-                    }
+                    // Nested: Redis refuses it and the transaction stays open.
+                    ("multi", _) if in_multi => Step::Forward(Pending::Plain),
+                    ("multi", _) if argv.len() == 1 => Step::Multi,
                     ("discard", _) if argv.len() == 1 => {
                         in_multi = false;
                         Step::Forward(Pending::Discard)
@@ -276,6 +278,14 @@ impl ProxyCore {
                     },
                 };
                 match step {
+                    Step::Multi => {
+                        // What follows is queued or run depending on the answer: wait for it.
+                        let (opened, answer) = tokio::sync::oneshot::channel();
+                        let _ = tx.send(Pending::Multi(opened));
+                        out.extend_from_slice(raw);
+                        flush(&mut upstream, &mut out).await?;
+                        in_multi = answer.await.unwrap_or(false);
+                    }
                     Step::Forward(p) => {
                         let _ = tx.send(p);
                         out.extend_from_slice(raw);
@@ -524,10 +534,11 @@ impl ProxyCore {
                 }
                 None
             }
-            Pending::Multi => {
+            Pending::Multi(opened) => {
                 if !is_error {
                     st.multi = Some(Vec::new());
                 }
+                let _ = opened.send(!is_error);
                 None
             }
             Pending::Queued(q) => {
@@ -640,6 +651,7 @@ enum Step {
     /// A write outside MULTI: what it touches, and whether it may block.
     Write(Access, bool),
     Script(Argv),
+    Multi,
     Exec,
     Snapshot,
 }
