@@ -21,8 +21,20 @@ fn vecwal() -> Command {
 
 /// Starts the tap and returns it with its "following" line.
 fn start_tap(master: &Redis, dir: &Path) -> (Child, String) {
-    let mut child = vecwal()
+    start_tap_with(master, dir, &mut vecwal(), &[], Stdio::null())
+}
+
+/// [`start_tap`] with more arguments after `tap redis`.
+fn start_tap_with(
+    master: &Redis,
+    dir: &Path,
+    cmd: &mut Command,
+    extra: &[&str],
+    stderr: Stdio,
+) -> (Child, String) {
+    let mut child = cmd
         .args(["tap", "redis", "--control", "none", "--ship-interval", "1s"])
+        .args(extra)
         .arg("--source")
         .arg(format!("redis://{}", master.addr()))
         .arg("--data-dir")
@@ -30,7 +42,7 @@ fn start_tap(master: &Redis, dir: &Path) -> (Child, String) {
         .arg("--store")
         .arg(dir.join("store"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -162,4 +174,72 @@ fn a_tap_killed_again_and_again_restores_to_exactly_the_master() {
         admin.cmd(&["HGETALL", "h"])
     );
     assert!(n > 1000, "the clients wrote through all rounds: {n}");
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                hits.push(p.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn the_masters_password_never_reaches_the_data_dir_the_store_or_the_output() {
+    const PASSWORD: &str = "tap-pw-41c9e2-never-log-me";
+    let master = Redis::start(&["--requirepass", PASSWORD]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut admin = master.conn();
+    admin.ok(&["AUTH", PASSWORD]);
+    admin.ok(&["SET", "before", "1"]);
+    let mut cmd = vecwal();
+    cmd.env("VW_TAP_PW", PASSWORD).env("VECWAL_LOG", "debug");
+    let logs = tempfile::tempdir().unwrap();
+    let stderr = std::fs::File::create(logs.path().join("stderr")).unwrap();
+    let (tap, line) = start_tap_with(
+        &master,
+        dir.path(),
+        &mut cmd,
+        &["--source-password-env", "VW_TAP_PW"],
+        stderr.into(),
+    );
+    assert!(!line.contains(PASSWORD), "{line}");
+    admin.ok(&["SET", "after", "2"]);
+    let want: u64 = info_field(&mut admin, "master_repl_offset")
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked(&mut admin) < want {
+        assert!(Instant::now() < deadline, "the tap did not catch up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill(tap.id(), "TERM");
+    let out = tap.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hits = files_containing(dir.path(), PASSWORD.as_bytes());
+    assert!(hits.is_empty(), "the password is in {hits:?}");
+    let log = std::fs::read_to_string(logs.path().join("stderr")).unwrap();
+    assert!(
+        log.contains("DEBUG") || log.contains("INFO"),
+        "logs were written: {log}"
+    );
+    assert!(!log.contains(PASSWORD), "the password is in the logs");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(PASSWORD));
+    assert!(
+        !files_containing(dir.path(), b"after").is_empty(),
+        "the write was logged"
+    );
 }

@@ -32,14 +32,45 @@ pub enum SnapshotError {
     ForkTimeout(Duration),
     #[error("Redis served an RDB from before the barrier (offset {got} < {want}): a BGSAVE for another replica was running; try again")]
     Stale { got: u64, want: u64 },
+    /// Redis wrote between the barrier and the fork (offset {got} > {want}): a blocking pop
+    /// answered but not yet logged, a client that does not go through the proxy, or an
+    /// expiry. The RDB then holds a write the log's LSN does not: tagging it would be wrong.
+    #[error("Redis changed between the barrier and the fork (replication offset {want} → {got}): a blocking pop answered at that moment, a client writing around the proxy, or a key expiring; try again")]
+    Moved { got: u64, want: u64 },
     #[error("storing the snapshot failed: {0}")]
     Store(#[from] StoreError),
     #[error("logging the snapshot marker failed: {0}")]
     Log(#[from] LogError),
 }
 
-/// Takes an RDB of `upstream` aligned to the log's last LSN and stores it in every store.
+/// Attempts before a snapshot gives up on a Redis that keeps changing under the barrier.
+const ATTEMPTS: u32 = 5;
+
+/// Takes an RDB of `upstream` aligned to the log's last LSN and stores it in every store;
+/// tries again (a few times) when Redis changed under the barrier.
 pub async fn take(
+    upstream: &RedisTarget,
+    gate: &Arc<Gate>,
+    log: &Log,
+    stores: &[Arc<dyn Store>],
+    keyring: Option<&Keyring>,
+) -> Result<SnapshotManifest, SnapshotError> {
+    let mut attempt = 1;
+    loop {
+        match take_once(upstream, gate, log, stores, keyring).await {
+            Err(e @ (SnapshotError::Moved { .. } | SnapshotError::Stale { .. }))
+                if attempt < ATTEMPTS =>
+            {
+                tracing::info!(error = %e, attempt, "snapshot barrier missed; trying again");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+async fn take_once(
     upstream: &RedisTarget,
     gate: &Arc<Gate>,
     log: &Log,
@@ -83,6 +114,10 @@ pub async fn take(
     if got < want {
         sync.abort();
         return Err(SnapshotError::Stale { got, want });
+    }
+    if got > want {
+        sync.abort();
+        return Err(SnapshotError::Moved { got, want });
     }
     let mut client = match sync.await {
         Ok(r) => r?,
