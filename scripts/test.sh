@@ -15,6 +15,14 @@ echo "== services"
 eval "$(./scripts/services.sh)"
 echo "SeaweedFS: $WEED_BIN"
 echo "Redis: $REDIS_SERVER (modules: $REDISEARCH_SO, $REJSON_SO)"
+# No registry ships the Qdrant server: it is found, not installed (docs/qdrant.md).
+if [ -n "${QDRANT_BIN:-}" ] && [ -x "$QDRANT_BIN" ]; then
+    echo "Qdrant: $QDRANT_BIN"
+elif command -v qdrant >/dev/null 2>&1; then
+    echo "Qdrant: $(command -v qdrant)"
+else
+    echo "!!!!! SKIPPED: Qdrant tests: no qdrant binary (set QDRANT_BIN or put qdrant on PATH; see docs/qdrant.md) !!!!!"
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -15,9 +15,10 @@ pub struct CaptureArgs {
     /// The local data directory for the log (created if missing; one capture per directory).
     #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
-    /// Name of the stream in the store (letters, digits, '-', '_', '.').
-    #[arg(long, default_value = "redis")]
-    pub stream: String,
+    /// Name of the stream in the store (letters, digits, '-', '_', '.'); default: the
+    /// database kind, `redis` or `qdrant`.
+    #[arg(long)]
+    pub stream: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -48,13 +49,15 @@ pub struct Opened {
 }
 
 impl CaptureArgs {
-    pub async fn open(&self) -> anyhow::Result<Opened> {
+    /// Opens the log (stream `default_stream` unless --stream names one) and the stores.
+    pub async fn open(&self, default_stream: &str) -> anyhow::Result<Opened> {
         if self.ship_interval < Duration::from_secs(1) {
             anyhow::bail!("--ship-interval must be at least 1s");
         }
         let keyring = self.crypt.keyring()?.map(Arc::new);
         let stores = self.store.open_all().await?;
-        let mut cfg = LogConfig::new(self.stream.clone());
+        let stream = self.stream.as_deref().unwrap_or(default_stream);
+        let mut cfg = LogConfig::new(stream);
         cfg.fsync = self.fsync;
         cfg.segment_max_age = self.ship_interval;
         cfg.spool_max_bytes = self.spool_max_bytes;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::capture_args::{shutdown_signal, CaptureArgs};
+use crate::capture::qdrant::service::{QdrantProxyOptions, RunningQdrantProxy};
 use crate::capture::redis::client::RedisTarget;
 use crate::capture::redis::service::{ProxyOptions, RunningProxy};
 
@@ -19,6 +20,43 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Target {
     Redis(RedisArgs),
+    Qdrant(QdrantArgs),
+}
+
+/// An HTTP proxy in front of Qdrant's REST API that logs every mutation Qdrant applied.
+///
+/// Point the application's REST client at --listen-http instead of Qdrant. Every request
+/// passes through (HTTP/1.1 and HTTP/2, streaming bodies, the api-key header untouched);
+/// points, vectors, payload, batch, field-index, collection and alias changes that Qdrant
+/// answered with success are logged (method, path, body; never headers) before the answer
+/// reaches the client. Writes to one collection are logged in the order Qdrant applied them.
+///
+/// gRPC clients connect to --listen-grpc; their calls go to --upstream-grpc the same way
+/// (HTTP/2 with trailers), and mutations are logged as the protobuf message they sent.
+///
+/// Not yet: snapshots and `restore qdrant` (see docs/qdrant.md).
+///
+/// Example:
+///   vecwal proxy qdrant --listen-http 127.0.0.1:6343 --upstream-http http://127.0.0.1:6333 \
+///       --listen-grpc 127.0.0.1:6344 --upstream-grpc http://127.0.0.1:6334 \
+///       --data-dir /var/lib/vecwal-qdrant --store s3://backups/vecwal
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+struct QdrantArgs {
+    /// Where REST clients connect.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6343")]
+    listen_http: String,
+    /// Qdrant's REST API.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:6333")]
+    upstream_http: String,
+    /// Where gRPC clients connect ("none": no gRPC port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6344")]
+    listen_grpc: String,
+    /// Qdrant's gRPC API.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:6334")]
+    upstream_grpc: String,
+    #[command(flatten)]
+    capture: CaptureArgs,
 }
 
 /// A RESP proxy in front of Redis that logs every write Redis accepted.
@@ -58,7 +96,10 @@ struct RedisArgs {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let Target::Redis(a) = a.target;
+    let a = match a.target {
+        Target::Redis(a) => a,
+        Target::Qdrant(q) => return run_qdrant(q).await,
+    };
     let mut upstream =
         RedisTarget::parse(&a.upstream).map_err(|e| anyhow::anyhow!("--upstream: {e}"))?;
     if let Some(var) = &a.upstream_password_env {
@@ -66,7 +107,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?,
         );
     }
-    let opened = a.capture.open().await?;
+    let opened = a.capture.open("redis").await?;
     let proxy = RunningProxy::start(
         opened.log.clone(),
         ProxyOptions {
@@ -88,4 +129,47 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     eprintln!("vecwal proxy: shutting down; sealing and shipping the open segment");
     proxy.shutdown(Duration::from_secs(30)).await;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn run_qdrant(a: QdrantArgs) -> anyhow::Result<ExitCode> {
+    let upstream = http_uri("--upstream-http", &a.upstream_http)?;
+    let grpc = match a.listen_grpc.as_str() {
+        "none" => None,
+        l => Some((
+            l.to_string(),
+            http_uri("--upstream-grpc", &a.upstream_grpc)?,
+        )),
+    };
+    let opened = a.capture.open("qdrant").await?;
+    let proxy = RunningQdrantProxy::start(
+        opened.log.clone(),
+        QdrantProxyOptions {
+            listen_http: a.listen_http.clone(),
+            upstream_http: upstream,
+            grpc,
+            stores: opened.stores,
+            ship: opened.ship,
+        },
+    )
+    .await?;
+    let grpc = proxy
+        .grpc_addr
+        .map(|a| format!(", {a} (gRPC)"))
+        .unwrap_or_default();
+    println!(
+        "vecwal proxy: listening on {} (REST){grpc}",
+        proxy.http_addr
+    );
+    shutdown_signal().await;
+    eprintln!("vecwal proxy: shutting down; sealing and shipping the open segment");
+    proxy.shutdown(Duration::from_secs(30)).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn http_uri(flag: &str, s: &str) -> anyhow::Result<http::Uri> {
+    let u: http::Uri = s.parse().map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+    if u.scheme_str() != Some("http") || u.authority().is_none() {
+        anyhow::bail!("{flag}: expected http://host:port, got {s}");
+    }
+    Ok(u)
 }

@@ -73,7 +73,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     if source.db != 0 {
         anyhow::bail!("--source: the tap follows every database; leave the /db out of the URL");
     }
-    let opened = a.capture.open().await?;
+    let opened = a.capture.open("redis").await?;
     let tap = RunningTap::start(
         opened.log.clone(),
         TapOptions {

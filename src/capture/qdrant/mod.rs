@@ -1,0 +1,12 @@
+//! Qdrant capture: a proxy in front of Qdrant's REST and gRPC ports that logs every
+//! mutation Qdrant applied.
+//!
+//! - [`rest`], [`grpc`]: which requests change data, and what they touch.
+//! - [`proxy`], [`grpc_proxy`]: the HTTP proxy itself, REST and gRPC.
+//! - [`service`]: a running proxy with its log and shipper.
+
+pub mod grpc;
+pub mod grpc_proxy;
+pub mod proxy;
+pub mod rest;
+pub mod service;

@@ -1,0 +1,283 @@
+//! The Qdrant proxy: REST (HTTP/1.1 and HTTP/2) and gRPC (HTTP/2 with trailers) in, the
+//! same out to Qdrant's REST and gRPC ports.
+//!
+//! Every request passes through with its headers (the api-key among them) and a streaming
+//! body. A mutation ([`super::rest::classify`], [`super::grpc::classify`]) is different in
+//! three ways: its body is
+//! read whole (it is what the log keeps); it claims its collection in the gate before it is
+//! forwarded and holds the claim until its record has an LSN, so conflicting writes are
+//! logged in the order Qdrant applied them (promise 3); and its response is held until the
+//! record is durable (promises 1, 2). A failed request (any status but 2xx) is not logged.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use vecwal_format::Operation;
+
+use super::rest::{classify, Touches};
+use crate::capture::redis::gate::Gate;
+use crate::log::{Entry, Log};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = http_body_util::combinators::BoxBody<Bytes, Error>;
+
+/// Largest mutation body: a record's payload is at most 256 MiB, less room for the path.
+pub(super) const MAX_BODY: usize = (256 << 20) - (64 << 10);
+
+/// Headers that describe one hop, not the request (RFC 9110 §7.6.1).
+const HOP: [header::HeaderName; 6] = [
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+pub struct Proxy {
+    pub(super) log: Arc<Log>,
+    pub(super) gate: Arc<Gate>,
+    client: Client<HttpConnector, Body>,
+    /// HTTP/2 only, for gRPC.
+    pub(super) h2: Client<HttpConnector, Body>,
+    /// `http://host:port` of Qdrant's REST API.
+    upstream: Uri,
+    /// `http://host:port` of Qdrant's gRPC API.
+    upstream_grpc: Option<Uri>,
+    pub(super) next_id: AtomicU64,
+}
+
+impl Proxy {
+    pub fn new(
+        log: Arc<Log>,
+        gate: Arc<Gate>,
+        upstream: Uri,
+        upstream_grpc: Option<Uri>,
+    ) -> Arc<Proxy> {
+        let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let h2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(HttpConnector::new());
+        Arc::new(Proxy {
+            log,
+            gate,
+            client,
+            h2,
+            upstream,
+            upstream_grpc,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Accepts clients until the listener fails.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let me = self.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let me = me.clone();
+                    async move { Ok::<_, Infallible>(me.handle(req).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                    tracing::debug!(error = %e, "REST client connection ended");
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let grpc = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if grpc {
+            return match &self.upstream_grpc {
+                Some(up) => super::grpc_proxy::handle(self, up, req).await,
+                None => grpc_error(12, "vecwal: no --upstream-grpc configured"),
+            };
+        }
+        let (mut parts, body) = req.into_parts();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map_or("/".to_string(), |p| p.as_str().to_string());
+        let uri = match join(&self.upstream, &pq) {
+            Ok(u) => u,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+        };
+        parts.uri = uri;
+        strip_hop_headers(&mut parts.headers);
+        let Some(m) = classify(parts.method.as_str(), parts.uri.path()) else {
+            // Not a mutation: stream both ways.
+            let req = Request::from_parts(parts, body.map_err(Error::from).boxed());
+            return match self.client.request(req).await {
+                Ok(resp) => {
+                    let (mut p, b) = resp.into_parts();
+                    strip_hop_headers(&mut p.headers);
+                    Response::from_parts(p, b.map_err(Error::from).boxed())
+                }
+                Err(e) => error(StatusCode::BAD_GATEWAY, &format!("Qdrant unreachable: {e}")),
+            };
+        };
+        if let Err(e) = self.log.admit().await {
+            return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+        }
+        let bytes = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("request body unreadable or over {MAX_BODY} bytes: {e}"),
+                )
+            }
+        };
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let (method, namespace) = (parts.method.to_string(), namespace(&m.touches));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let pass = match &m.touches {
+            Touches::Collection(c) => self.gate.keys(id, vec![c.as_bytes().to_vec()]).await,
+            Touches::All => self.gate.exclusive(id).await,
+        };
+        let req = Request::from_parts(parts, full(bytes.clone()));
+        let resp = match self.client.request(req).await {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_GATEWAY, &format!("Qdrant unreachable: {e}")),
+        };
+        let (mut p, b) = resp.into_parts();
+        strip_hop_headers(&mut p.headers);
+        let answer = match b.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("Qdrant's answer broke off ({e}); the write may have been applied"),
+                )
+            }
+        };
+        if !p.status.is_success() {
+            return Response::from_parts(p, full(answer));
+        }
+        let op = Operation::QdrantRest {
+            method,
+            path: pq,
+            content_type,
+            body: bytes.to_vec(),
+        };
+        let durable = match Entry::new(namespace, &op) {
+            Ok(e) => self.log.append(e),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+        // The LSN is assigned: the next conflicting write may go.
+        drop(pass);
+        if let Err(e) = durable.await {
+            tracing::error!(error = %e, what = m.what, "a write Qdrant applied could not be logged");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("vecwal could not log this write, which Qdrant applied: {e}"),
+            );
+        }
+        p.headers.remove(header::CONTENT_LENGTH);
+        Response::from_parts(p, full(answer))
+    }
+}
+
+/// `base` (scheme and authority) with the path and query of a request.
+pub(super) fn join(base: &Uri, pq: &str) -> Result<Uri, String> {
+    format!("{}{}", base.to_string().trim_end_matches('/'), pq)
+        .parse::<Uri>()
+        .map_err(|e| format!("bad request path: {e}"))
+}
+
+/// A gRPC error as a trailers-only response.
+pub(super) fn grpc_error(code: u32, msg: &str) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from(code));
+    let msg: String = msg
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&msg) {
+        h.insert("grpc-message", v);
+    }
+    r
+}
+
+pub(super) fn namespace(t: &Touches) -> String {
+    match t {
+        Touches::Collection(c) => c.clone(),
+        Touches::All => String::new(),
+    }
+}
+
+pub(super) fn full(b: Bytes) -> Body {
+    Full::new(b).map_err(|never| match never {}).boxed()
+}
+
+pub(super) fn strip_hop_headers(h: &mut HeaderMap) {
+    // Headers the Connection header names are hop-by-hop too.
+    let named: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for n in named {
+        h.remove(n.as_str());
+    }
+    for n in HOP {
+        // gRPC needs `te: trailers` end to end.
+        if n == header::TE && h.get(&n).is_some_and(|v| v == "trailers") {
+            continue;
+        }
+        h.remove(n);
+    }
+    h.remove("keep-alive");
+}
+
+/// A JSON error in Qdrant's own shape, so clients show it.
+fn error(status: StatusCode, msg: &str) -> Response<Body> {
+    let body = serde_json::json!({ "status": { "error": format!("vecwal: {msg}") }, "time": 0.0 });
+    let mut r = Response::new(full(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Where a proxy listens.
+pub async fn bind(addr: &str) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let l = TcpListener::bind(addr).await?;
+    let a = l.local_addr()?;
+    Ok((l, a))
+}

@@ -1,0 +1,130 @@
+//! Which Qdrant REST requests change data, and what they touch.
+//!
+//! Qdrant reads by POST as often as by GET (search, query, scroll, count, retrieve), so a
+//! request is a write only when its method and path match one of the mutations below; every
+//! other request passes through unlogged. The list follows Qdrant's OpenAPI (v1.x): points,
+//! vectors, payload, batch update, field indexes, collections and aliases.
+
+/// What a mutation touches, for ordering conflicting writes (promise 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touches {
+    /// One collection.
+    Collection(String),
+    /// Collections named in the body (alias changes): ordered against everything.
+    All,
+}
+
+/// A REST request that changes data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mutation {
+    pub touches: Touches,
+    /// What kind, for logs and `inspect`.
+    pub what: &'static str,
+}
+
+/// The mutation `method path` is, if any. `path` is the request path without the query.
+pub fn classify(method: &str, path: &str) -> Option<Mutation> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let one = |c: &str, what| {
+        Some(Mutation {
+            touches: Touches::Collection(decode(c)),
+            what,
+        })
+    };
+    match (method, segs.as_slice()) {
+        ("POST", ["collections", "aliases"]) => Some(Mutation {
+            touches: Touches::All,
+            what: "aliases",
+        }),
+        ("PUT", ["collections", c]) => one(c, "create collection"),
+        ("PATCH", ["collections", c]) => one(c, "update collection"),
+        ("DELETE", ["collections", c]) => one(c, "delete collection"),
+        ("PUT", ["collections", c, "points"]) => one(c, "upsert points"),
+        ("POST", ["collections", c, "points", "delete"]) => one(c, "delete points"),
+        ("PUT", ["collections", c, "points", "vectors"]) => one(c, "update vectors"),
+        ("POST", ["collections", c, "points", "vectors", "delete"]) => one(c, "delete vectors"),
+        ("POST", ["collections", c, "points", "payload"]) => one(c, "set payload"),
+        ("PUT", ["collections", c, "points", "payload"]) => one(c, "overwrite payload"),
+        ("POST", ["collections", c, "points", "payload", "delete"]) => one(c, "delete payload"),
+        ("POST", ["collections", c, "points", "payload", "clear"]) => one(c, "clear payload"),
+        ("POST", ["collections", c, "points", "batch"]) => one(c, "batch update"),
+        ("PUT", ["collections", c, "index"]) => one(c, "create field index"),
+        ("DELETE", ["collections", c, "index", _]) => one(c, "delete field index"),
+        _ => None,
+    }
+}
+
+/// A path segment with its percent-escapes decoded (collection names may need them).
+fn decode(seg: &str) -> String {
+    let b = seg.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str) -> Touches {
+        Touches::Collection(name.into())
+    }
+
+    #[test]
+    fn mutations_are_told_from_reads_by_method_and_path() {
+        let w = |m, p| classify(m, p).map(|m| m.touches);
+        assert_eq!(w("PUT", "/collections/docs/points"), Some(c("docs")));
+        assert_eq!(
+            w("POST", "/collections/docs/points/delete"),
+            Some(c("docs"))
+        );
+        assert_eq!(
+            w("POST", "/collections/docs/points/payload/clear"),
+            Some(c("docs"))
+        );
+        assert_eq!(w("POST", "/collections/docs/points/batch"), Some(c("docs")));
+        assert_eq!(w("PUT", "/collections/docs"), Some(c("docs")));
+        assert_eq!(w("DELETE", "/collections/docs/index/city"), Some(c("docs")));
+        assert_eq!(w("POST", "/collections/aliases"), Some(Touches::All));
+        assert_eq!(
+            w("PUT", "/collections/my%20docs/points"),
+            Some(c("my docs"))
+        );
+        // Reads, even by POST, and snapshots: not logged.
+        for (m, p) in [
+            ("POST", "/collections/docs/points"),
+            ("POST", "/collections/docs/points/search"),
+            ("POST", "/collections/docs/points/query"),
+            ("POST", "/collections/docs/points/scroll"),
+            ("POST", "/collections/docs/points/count"),
+            ("GET", "/collections/docs"),
+            ("GET", "/collections"),
+            ("POST", "/collections/docs/snapshots"),
+            ("GET", "/"),
+            ("PUT", "/collections/docs/points/unknown"),
+        ] {
+            assert_eq!(classify(m, p), None, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_never_panics() {
+        for s in ["%", "%4", "%zz", "a%", "%41%", "%E2%82%AC"] {
+            let _ = decode(s);
+        }
+        assert_eq!(decode("%E2%82%AC"), "€");
+        assert_eq!(decode("a%4"), "a%4");
+    }
+}
