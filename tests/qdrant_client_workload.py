@@ -29,6 +29,23 @@ def point(i):
     )
 
 
+if os.environ.get("MODE") == "grpc-phase":
+    # Writes over gRPC only, into a collection that exists (the differential restore test).
+    c = os.environ["COLLECTION"]
+    grpc.upsert(c, points=[point(i) for i in range(100, 110)])
+    grpc.set_payload(c, payload={"grpc": 1}, points=[100, 101, 102])
+    grpc.delete(
+        c,
+        points_selector=models.FilterSelector(
+            filter=models.Filter(
+                must=[models.FieldCondition(key="n", match=models.MatchValue(value=104))]
+            )
+        ),
+    )
+    grpc.overwrite_payload(c, payload={"n": 1, "group": "z"}, points=[105])
+    print(json.dumps({"ok": True}))
+    raise SystemExit(0)
+
 rest.create_collection(
     "py",
     vectors_config={"dense": models.VectorParams(size=4, distance=models.Distance.COSINE)},

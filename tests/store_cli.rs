@@ -221,6 +221,7 @@ async fn two_snapshots(
         lsn,
         time_us,
         format: "rdb",
+        namespace: "",
     };
     put_snapshot(
         store,

@@ -78,19 +78,34 @@ pub fn snapshot_prefix(stream: &str) -> String {
     format!("{stream}/snapshots/")
 }
 
-pub fn snapshot_manifest_key(stream: &str, timeline: u32, lsn: u64) -> String {
-    format!("{stream}/snapshots/{timeline:010}/{lsn:020}.json")
+/// A snapshot of one namespace (a Qdrant collection) has it in its name, hex-encoded (any
+/// byte may be in a collection name); a whole-database snapshot (Redis) has none.
+fn snapshot_stem(stream: &str, timeline: u32, lsn: u64, namespace: &str) -> String {
+    let ns = if namespace.is_empty() {
+        String::new()
+    } else {
+        format!(".{}", hex::encode(namespace))
+    };
+    format!("{stream}/snapshots/{timeline:010}/{lsn:020}{ns}")
+}
+
+pub fn snapshot_manifest_key(stream: &str, timeline: u32, lsn: u64, namespace: &str) -> String {
+    format!("{}.json", snapshot_stem(stream, timeline, lsn, namespace))
 }
 
 pub fn snapshot_data_key(
     stream: &str,
     timeline: u32,
     lsn: u64,
+    namespace: &str,
     format: &str,
     encrypted: bool,
 ) -> String {
     let enc = if encrypted { ".enc" } else { "" };
-    format!("{stream}/snapshots/{timeline:010}/{lsn:020}.{format}{enc}")
+    format!(
+        "{}.{format}{enc}",
+        snapshot_stem(stream, timeline, lsn, namespace)
+    )
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@ pub struct SnapshotManifest {
     pub time_us: i64,
     /// `rdb`, `qdrant-snapshot`, …
     pub format: String,
+    /// What it holds: empty for a whole database (Redis), else the namespace (a Qdrant
+    /// collection) whose records it is the base of.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
     pub data_key: String,
     pub size: u64,
     pub sha256: String,

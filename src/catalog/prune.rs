@@ -51,6 +51,7 @@ pub fn plan(cat: &Catalog, window_start_us: i64) -> PrunePlan {
                 &cat.stream,
                 s.timeline,
                 s.lsn,
+                &s.namespace,
             ));
             plan.delete.push(s.data_key.clone());
             plan.bytes += s.size;

@@ -148,6 +148,7 @@ async fn run_qdrant(a: QdrantArgs) -> anyhow::Result<ExitCode> {
             upstream_http: upstream,
             grpc,
             stores: opened.stores,
+            keyring: opened.keyring,
             ship: opened.ship,
         },
     )

@@ -3,14 +3,17 @@
 //! - this file: the plan (which base snapshot, which segments, up to which record) and
 //!   the verified stream of records the plan names (promise 7);
 //! - [`redis`]: applying a plan to a Redis by serving it as a replication master;
+//! - [`qdrant`]: applying a plan to one Qdrant collection;
 //! - [`replay`]: forensic replay of a window into a staging Redis;
 //! - [`to_dir`]: a restore written as an RDB file, through a scratch redis-server.
 
+pub mod qdrant;
 pub mod redis;
 pub mod replay;
 pub mod to_dir;
 
 use serde::Serialize;
+use sha2::Digest;
 use tokio::sync::mpsc;
 use vecwal_format::{Record, SealedSegment};
 
@@ -126,11 +129,55 @@ impl Plan {
     }
 }
 
+/// The data of a base snapshot, decrypted and checked against its manifest's SHA-256 and
+/// size (promise 7).
+pub async fn fetch_snapshot(
+    store: &dyn Store,
+    b: &SnapshotManifest,
+    keyring: Option<&Keyring>,
+) -> Result<Vec<u8>, RestoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| RestoreError::Corrupt {
+        key: b.data_key.clone(),
+        offset: None,
+        lsn: Some(b.lsn),
+        message: e.to_string(),
+    };
+    let data = store.get(&b.data_key).await?;
+    let data = match (b.encrypted, keyring) {
+        (false, _) => data,
+        (true, Some(k)) => k.decrypt(&b.data_key, &data).map_err(|e| corrupt(&e))?,
+        (true, None) => return Err(corrupt(&"encrypted: give its key")),
+    };
+    let sha = hex::encode(sha2::Sha256::digest(&data));
+    if sha != b.sha256 || data.len() as u64 != b.size {
+        return Err(corrupt(&format!(
+            "SHA-256 {sha} / {} bytes, its manifest says {} / {} bytes",
+            data.len(),
+            b.sha256,
+            b.size
+        )));
+    }
+    Ok(data)
+}
+
 /// Plans a restore of `stream` to `target`. With `allow_empty_base`, a stream captured
 /// from its very first write may be restored onto an empty database without a snapshot.
 pub async fn plan(
     store: &dyn Store,
     stream: &str,
+    target: Target,
+    keyring: Option<&Keyring>,
+    allow_empty_base: bool,
+) -> Result<Plan, RestoreError> {
+    plan_for(store, stream, "", target, keyring, allow_empty_base).await
+}
+
+/// [`plan`] for the records of one namespace (a Qdrant collection), based on a snapshot
+/// of that namespace; `""` plans a whole database from whole-database snapshots.
+pub async fn plan_for(
+    store: &dyn Store,
+    stream: &str,
+    namespace: &str,
     target: Target,
     keyring: Option<&Keyring>,
     allow_empty_base: bool,
@@ -145,17 +192,22 @@ pub async fn plan(
     let snaps: Vec<&SnapshotManifest> = cat
         .snapshots
         .iter()
-        .filter(|s| s.timeline == timeline && cat.snapshot_present(s))
+        .filter(|s| s.timeline == timeline && s.namespace == namespace && cat.snapshot_present(s))
         .collect();
     let (latest_lsn, latest_time_us) = match segs.last() {
         Some(s) => (s.range.last_lsn, s.range.last_ts),
         None => snaps.last().map_or((0, 0), |s| (s.lsn, s.time_us)),
     };
-    let earliest = snaps
-        .first()
-        .map(|s| s.time_us)
-        .or_else(|| segs.first().map(|s| s.range.first_ts))
-        .unwrap_or(0);
+    // A stream captured from its first record may start from an empty database, so its
+    // window opens there; otherwise at the first base snapshot.
+    let from_start = segs.first().filter(|s| s.range.first_lsn == 1);
+    let earliest = match (snaps.first(), from_start) {
+        (b, Some(s)) if allow_empty_base => {
+            b.map_or(s.range.first_ts, |b| b.time_us.min(s.range.first_ts))
+        }
+        (Some(b), _) => b.time_us,
+        (None, _) => segs.first().map_or(0, |s| s.range.first_ts),
+    };
 
     let (target_lsn, target_time_us) = match target {
         Target::Latest => (latest_lsn, latest_time_us),

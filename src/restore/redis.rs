@@ -75,29 +75,7 @@ pub async fn restore(
 
     let rdb = match &plan.base {
         None => EMPTY_RDB.to_vec(),
-        Some(b) => {
-            let data = store.get(&b.data_key).await?;
-            let data = match (b.encrypted, keyring.as_deref()) {
-                (false, _) => data,
-                (true, Some(k)) => k
-                    .decrypt(&b.data_key, &data)
-                    .map_err(|e| corrupt(&b.data_key, e))?,
-                (true, None) => return Err(corrupt(&b.data_key, "encrypted: give its key")),
-            };
-            let sha = hex::encode(sha2::Sha256::digest(&data));
-            if sha != b.sha256 || data.len() as u64 != b.size {
-                return Err(corrupt(
-                    &b.data_key,
-                    format!(
-                        "SHA-256 {sha} / {} bytes, its manifest says {} / {} bytes",
-                        data.len(),
-                        b.sha256,
-                        b.size
-                    ),
-                ));
-            }
-            data
-        }
+        Some(b) => super::fetch_snapshot(store.as_ref(), b, keyring.as_deref()).await?,
     };
 
     // Listen where the target can reach us: the address our connection to it comes from.
@@ -135,15 +113,6 @@ pub async fn restore(
         final_time_us: last.1,
         elapsed: started.elapsed(),
     })
-}
-
-fn corrupt(key: &str, e: impl std::fmt::Display) -> RestoreError {
-    RestoreError::Corrupt {
-        key: key.to_string(),
-        offset: None,
-        lsn: None,
-        message: e.to_string(),
-    }
 }
 
 /// The master side of one replication link: handshake, RDB, records, final acknowledgement.

@@ -17,6 +17,8 @@ pub struct SnapshotPoint<'a> {
     pub lsn: u64,
     pub time_us: i64,
     pub format: &'a str,
+    /// Empty for a whole database; else the namespace (Qdrant collection) it holds.
+    pub namespace: &'a str,
 }
 
 /// Stores `data` as the base snapshot of `stream` aligned to `lsn` (it reflects every
@@ -35,13 +37,15 @@ pub async fn put_snapshot(
         lsn,
         time_us,
         format,
+        namespace,
     } = at;
     let manifest = SnapshotManifest {
         timeline,
         lsn,
         time_us,
         format: format.to_string(),
-        data_key: snapshot_data_key(stream, timeline, lsn, format, keyring.is_some()),
+        namespace: namespace.to_string(),
+        data_key: snapshot_data_key(stream, timeline, lsn, namespace, format, keyring.is_some()),
         size: data.len() as u64,
         sha256: hex::encode(sha2::Sha256::digest(&data)),
         encrypted: keyring.is_some(),
@@ -53,7 +57,10 @@ pub async fn put_snapshot(
     store.put_new(&manifest.data_key, data).await?;
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     store
-        .put_new(&snapshot_manifest_key(stream, timeline, lsn), json)
+        .put_new(
+            &snapshot_manifest_key(stream, timeline, lsn, namespace),
+            json,
+        )
         .await?;
     Ok(manifest)
 }

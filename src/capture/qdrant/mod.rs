@@ -3,6 +3,7 @@
 //!
 //! - [`rest`], [`grpc`]: which requests change data, and what they touch.
 //! - [`proxy`], [`grpc_proxy`]: the HTTP proxy itself, REST and gRPC.
+//! - [`snapshot`]: collection snapshots aligned to an LSN.
 //! - [`service`]: a running proxy with its log and shipper.
 
 pub mod grpc;
@@ -10,3 +11,4 @@ pub mod grpc_proxy;
 pub mod proxy;
 pub mod rest;
 pub mod service;
+pub mod snapshot;

@@ -27,6 +27,7 @@ use vecwal_format::Operation;
 use super::rest::{classify, Touches};
 use crate::capture::redis::gate::Gate;
 use crate::log::{Entry, Log};
+use crate::store::{Keyring, Store};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = http_body_util::combinators::BoxBody<Bytes, Error>;
@@ -47,14 +48,24 @@ const HOP: [header::HeaderName; 6] = [
 pub struct Proxy {
     pub(super) log: Arc<Log>,
     pub(super) gate: Arc<Gate>,
-    client: Client<HttpConnector, Body>,
+    pub(super) client: Client<HttpConnector, Body>,
     /// HTTP/2 only, for gRPC.
     pub(super) h2: Client<HttpConnector, Body>,
     /// `http://host:port` of Qdrant's REST API.
-    upstream: Uri,
+    pub(super) upstream: Uri,
     /// `http://host:port` of Qdrant's gRPC API.
     upstream_grpc: Option<Uri>,
     pub(super) next_id: AtomicU64,
+    pub(super) stores: Vec<Arc<dyn Store>>,
+    pub(super) keyring: Option<Arc<Keyring>>,
+    /// Held while a snapshot is taken: one at a time.
+    pub(super) snapshots: tokio::sync::Mutex<()>,
+}
+
+/// Where snapshots go.
+pub struct SnapshotStores {
+    pub stores: Vec<Arc<dyn Store>>,
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 impl Proxy {
@@ -63,6 +74,7 @@ impl Proxy {
         gate: Arc<Gate>,
         upstream: Uri,
         upstream_grpc: Option<Uri>,
+        snapshots: SnapshotStores,
     ) -> Arc<Proxy> {
         let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
         let h2 = Client::builder(TokioExecutor::new())
@@ -76,6 +88,9 @@ impl Proxy {
             upstream,
             upstream_grpc,
             next_id: AtomicU64::new(1),
+            stores: snapshots.stores,
+            keyring: snapshots.keyring,
+            snapshots: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -108,6 +123,9 @@ impl Proxy {
                 Some(up) => super::grpc_proxy::handle(self, up, req).await,
                 None => grpc_error(12, "vecwal: no --upstream-grpc configured"),
             };
+        }
+        if req.uri().path() == "/vecwal/snapshot" {
+            return self.snapshot_request(&req).await;
         }
         let (mut parts, body) = req.into_parts();
         let pq = parts
@@ -199,8 +217,48 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// `POST /vecwal/snapshot?collection=C`: an aligned snapshot of C, answered in
+    /// Qdrant's JSON shape.
+    async fn snapshot_request(&self, req: &Request<Incoming>) -> Response<Body> {
+        if req.method() != http::Method::POST {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "POST /vecwal/snapshot?collection=NAME",
+            );
+        }
+        let collection = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("collection=").map(super::rest::decode));
+        let Some(c) = collection.filter(|c| !c.is_empty()) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "which collection? ?collection=NAME",
+            );
+        };
+        match super::snapshot::take(self, &c, req.headers().get("api-key")).await {
+            Ok(m) => {
+                let body = serde_json::json!({
+                    "result": { "collection": c, "lsn": m.lsn, "size": m.size, "sha256": m.sha256 },
+                    "status": "ok",
+                });
+                let mut r = Response::new(full(Bytes::from(body.to_string())));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+            Err(e) => error(StatusCode::BAD_GATEWAY, &format!("snapshot failed: {e}")),
+        }
+    }
+}
+
 /// `base` (scheme and authority) with the path and query of a request.
-pub(super) fn join(base: &Uri, pq: &str) -> Result<Uri, String> {
+pub fn join(base: &Uri, pq: &str) -> Result<Uri, String> {
     format!("{}{}", base.to_string().trim_end_matches('/'), pq)
         .parse::<Uri>()
         .map_err(|e| format!("bad request path: {e}"))

@@ -55,7 +55,7 @@ pub fn classify(method: &str, path: &str) -> Option<Mutation> {
 }
 
 /// A path segment with its percent-escapes decoded (collection names may need them).
-fn decode(seg: &str) -> String {
+pub fn decode(seg: &str) -> String {
     let b = seg.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -8,11 +8,11 @@ use std::time::Duration;
 use http::Uri;
 use tokio::task::JoinHandle;
 
-use super::proxy::{bind, Proxy};
+use super::proxy::{bind, Proxy, SnapshotStores};
 use crate::capture::redis::gate::Gate;
 use crate::log::Log;
 use crate::ship::{ShipConfig, Shipper};
-use crate::store::Store;
+use crate::store::{Keyring, Store};
 
 pub struct QdrantProxyOptions {
     pub listen_http: String,
@@ -21,6 +21,7 @@ pub struct QdrantProxyOptions {
     /// Where gRPC clients connect, and Qdrant's gRPC address; `None`: REST only.
     pub grpc: Option<(String, Uri)>,
     pub stores: Vec<Arc<dyn Store>>,
+    pub keyring: Option<Arc<Keyring>>,
     pub ship: ShipConfig,
 }
 
@@ -73,6 +74,10 @@ impl RunningQdrantProxy {
             Gate::new(),
             opts.upstream_http,
             opts.grpc.map(|(_, up)| up),
+            SnapshotStores {
+                stores: opts.stores.clone(),
+                keyring: opts.keyring.clone(),
+            },
         );
         let mut tasks = Vec::new();
         let mut grpc_addr = None;

@@ -159,6 +159,7 @@ pub async fn store_rdb(
         lsn,
         time_us,
         format: "rdb",
+        namespace: "",
     };
     let mut manifest = None;
     for s in stores {
@@ -169,6 +170,7 @@ pub async fn store_rdb(
         lsn,
         time_us: point.time_us,
         format: "rdb".into(),
+        namespace: String::new(),
         data_key: String::new(),
         size: rdb.len() as u64,
         sha256: String::new(),

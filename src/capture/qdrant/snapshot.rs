@@ -1,0 +1,151 @@
+//! Aligned collection snapshots through the proxy (promise 5).
+//!
+//! `POST /vecwal/snapshot?collection=C` to the proxy's REST port (what `vecwal snapshot
+//! qdrant` sends) claims collection C in the gate, so no write to C is in flight through
+//! the proxy and the log's last LSN is exactly what C holds; asks Qdrant for a collection
+//! snapshot (`wait=true`); lets writes to C go once Qdrant has made it; downloads it,
+//! deletes it from Qdrant, and stores it with its SHA-256 as the base of C's records at that
+//! LSN, plus a marker record. Writes to other collections are not held.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use vecwal_format::Operation;
+
+use super::proxy::{full, join, Proxy};
+use crate::catalog::SnapshotManifest;
+use crate::log::{now_us, Entry};
+use crate::snapshot::{put_snapshot, SnapshotPoint};
+
+/// Takes an aligned snapshot of `collection`; `api_key` is the caller's, passed to Qdrant
+/// (which checks it) and never stored.
+pub async fn take(
+    proxy: &Proxy,
+    collection: &str,
+    api_key: Option<&HeaderValue>,
+) -> Result<SnapshotManifest, String> {
+    // One at a time: each ends with a marker record, so the next is at a later LSN.
+    let _one = proxy.snapshots.lock().await;
+    let enc = percent(collection);
+    let id = proxy
+        .next_id
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pass = proxy
+        .gate
+        .keys(id, vec![collection.as_bytes().to_vec()])
+        .await;
+    let (lsn, time_us) = proxy.log.last_appended();
+    let created = call(
+        proxy,
+        Method::POST,
+        &format!("/collections/{enc}/snapshots?wait=true"),
+        api_key,
+    )
+    .await?;
+    drop(pass);
+    let v: serde_json::Value = serde_json::from_slice(&created)
+        .map_err(|e| format!("Qdrant's snapshot answer is not JSON: {e}"))?;
+    let name = v["result"]["name"]
+        .as_str()
+        .ok_or_else(|| format!("Qdrant's snapshot answer has no name: {v}"))?
+        .to_string();
+    let path = format!("/collections/{enc}/snapshots/{}", percent(&name));
+    let data = call(proxy, Method::GET, &path, api_key).await?;
+    if let Err(e) = call(proxy, Method::DELETE, &path, api_key).await {
+        tracing::warn!(error = %e, snapshot = name, "could not delete the snapshot from Qdrant");
+    }
+    let point = SnapshotPoint {
+        timeline: proxy.log.meta().timeline,
+        lsn,
+        time_us: if lsn == 0 { now_us() } else { time_us },
+        format: "qdrant-snapshot",
+        namespace: collection,
+    };
+    let mut manifest = None;
+    for s in &proxy.stores {
+        let m = put_snapshot(
+            s.as_ref(),
+            &proxy.log.meta().name,
+            point,
+            data.to_vec(),
+            proxy.keyring.as_deref(),
+        )
+        .await
+        .map_err(|e| format!("storing the snapshot: {e}"))?;
+        manifest = Some(m);
+    }
+    let manifest = manifest.ok_or("no store configured")?;
+    let mut sha = [0u8; 32];
+    hex::decode_to_slice(&manifest.sha256, &mut sha).ok();
+    let marker = Operation::Snapshot {
+        snapshot_lsn: lsn,
+        size: manifest.size,
+        sha256: sha,
+        name: manifest.data_key.clone(),
+    };
+    let entry = Entry::new(collection, &marker).map_err(|e| e.to_string())?;
+    proxy
+        .log
+        .append(entry)
+        .await
+        .map_err(|e| format!("logging the snapshot marker: {e}"))?;
+    tracing::info!(
+        lsn,
+        collection,
+        bytes = manifest.size,
+        "aligned snapshot stored"
+    );
+    Ok(manifest)
+}
+
+/// One request to Qdrant's REST API; a non-2xx answer is an error naming it.
+async fn call(
+    proxy: &Proxy,
+    method: Method,
+    path: &str,
+    api_key: Option<&HeaderValue>,
+) -> Result<Bytes, String> {
+    let uri = join(&proxy.upstream, path)?;
+    let mut req = Request::builder().method(method.clone()).uri(uri);
+    if let Some(k) = api_key {
+        req = req.header("api-key", k);
+    }
+    let req = req
+        .header(header::CONTENT_LENGTH, 0)
+        .body(full(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let resp = proxy
+        .client
+        .request(req)
+        .await
+        .map_err(|e| format!("Qdrant unreachable: {e}"))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("Qdrant's answer broke off: {e}"))?
+        .to_bytes();
+    if status != StatusCode::OK {
+        return Err(format!(
+            "Qdrant answered {method} {path} with {status}: {}",
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        ));
+    }
+    Ok(body)
+}
+
+/// Percent-encodes what is not unreserved (RFC 3986), for a path segment.
+pub fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
