@@ -106,10 +106,13 @@ fn every_command_has_help_with_examples() {
 }
 
 #[test]
-fn the_redis_commands_teach_with_examples() {
+fn the_capture_and_restore_commands_teach_with_examples() {
     for cmd in [
         &["proxy", "redis"][..],
         &["tap", "redis"],
+        &["proxy", "qdrant"],
+        &["snapshot", "qdrant"],
+        &["restore", "qdrant"],
         &["snapshot", "redis"],
         &["restore", "redis"],
         &["replay"],

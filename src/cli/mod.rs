@@ -8,6 +8,7 @@ mod proxy;
 mod prune;
 mod replay;
 mod restore;
+mod restore_qdrant;
 mod ship;
 mod snapshot;
 mod status;

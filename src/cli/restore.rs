@@ -21,6 +21,7 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Kind {
     Redis(RedisArgs),
+    Qdrant(super::restore_qdrant::Args),
 }
 
 /// Restore a Redis as it was at a time or LSN.
@@ -105,7 +106,10 @@ struct RedisArgs {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let Kind::Redis(a) = a.target;
+    let a = match a.target {
+        Kind::Redis(a) => a,
+        Kind::Qdrant(q) => return super::restore_qdrant::run(q).await,
+    };
     let target = match &a.target {
         Some(t) => Some(RedisTarget::parse(t).map_err(|e| anyhow::anyhow!("--target: {e}"))?),
         None => None,

@@ -15,6 +15,74 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Kind {
     Redis(RedisArgs),
+    Qdrant(QdrantArgs),
+}
+
+/// Ask a running `vecwal proxy qdrant` for an aligned snapshot of a collection now.
+///
+/// The proxy holds writes to that collection while Qdrant makes the snapshot, then stores
+/// it tagged with the exact LSN it contains. The same as `POST /vecwal/snapshot?collection=C`
+/// to the proxy's REST port.
+///
+/// Example:
+///   vecwal snapshot qdrant --proxy http://127.0.0.1:6343 --collection docs
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+struct QdrantArgs {
+    /// The proxy's REST address.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:6343")]
+    proxy: String,
+    #[arg(long, value_name = "NAME")]
+    collection: String,
+    /// Read the api-key Qdrant wants from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    api_key_env: Option<String>,
+}
+
+async fn run_qdrant(a: QdrantArgs) -> anyhow::Result<ExitCode> {
+    use http_body_util::BodyExt;
+    let base: http::Uri = a
+        .proxy
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--proxy: {e}"))?;
+    let uri = crate::capture::qdrant::proxy::join(
+        &base,
+        &format!(
+            "/vecwal/snapshot?collection={}",
+            crate::capture::qdrant::snapshot::percent(&a.collection)
+        ),
+    )
+    .map_err(|e| anyhow::anyhow!("--proxy: {e}"))?;
+    let mut req = http::Request::post(uri).header(http::header::CONTENT_LENGTH, 0);
+    if let Some(v) = &a.api_key_env {
+        req = req.header(
+            "api-key",
+            std::env::var(v).map_err(|_| anyhow::anyhow!("environment variable {v} is not set"))?,
+        );
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let resp = client
+        .request(req.body(http_body_util::Empty::new())?)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the proxy at {}: {e}", a.proxy))?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!(
+            "{}",
+            v["status"]["error"].as_str().map_or_else(
+                || String::from_utf8_lossy(&body).into_owned(),
+                str::to_string
+            )
+        );
+    }
+    println!(
+        "snapshot of {} at LSN {} ({} bytes)",
+        a.collection, v["result"]["lsn"], v["result"]["size"]
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Ask a running `vecwal proxy redis` or `vecwal tap redis` for an aligned snapshot now.
@@ -42,7 +110,10 @@ struct RedisArgs {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let Kind::Redis(a) = a.target;
+    let a = match a.target {
+        Kind::Redis(a) => a,
+        Kind::Qdrant(q) => return run_qdrant(q).await,
+    };
     let t = RedisTarget::parse(&a.proxy).map_err(|e| anyhow::anyhow!("--proxy: {e}"))?;
     let mut c = t.connect().await?;
     c.set_timeout(std::time::Duration::from_secs(3600));
