@@ -3,6 +3,8 @@
 //! data dir or the store, and writes to one collection from many clients are logged in the
 //! order Qdrant applied them.
 
+#[path = "support/os.rs"]
+mod os;
 #[path = "support/qdrant.rs"]
 mod qdrant;
 
@@ -104,26 +106,6 @@ fn python() -> std::path::PathBuf {
         })
 }
 
-fn contains(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p)
-                .unwrap_or_default()
-                .windows(needle.len())
-                .any(|w| w == needle)
-            {
-                hits.push(p.display().to_string());
-            }
-        }
-    }
-    hits
-}
-
 #[test]
 fn logs_exactly_what_qdrant_applied_and_never_the_api_key() {
     let Some(q) = Qdrant::start(Some(KEY)) else {
@@ -203,7 +185,7 @@ fn logs_exactly_what_qdrant_applied_and_never_the_api_key() {
         bodies[1].3,
         serde_json::from_str::<serde_json::Value>(upsert).unwrap()
     );
-    let hits = contains(p.dir.path(), KEY.as_bytes());
+    let hits = os::files_containing(p.dir.path(), KEY.as_bytes());
     assert!(hits.is_empty(), "the api-key is in {hits:?}");
 }
 

@@ -2,6 +2,8 @@
 //! real Redis: credentials stay out of everything vecwal writes, a proxy killed mid-write
 //! loses no acknowledged write, and restore/replay refuse and report as documented.
 
+#[path = "support/os.rs"]
+mod os;
 #[path = "support/proxy.rs"]
 mod proxy;
 #[path = "support/redis.rs"]
@@ -99,7 +101,7 @@ impl ProxyProcess {
     }
 
     fn terminate(&mut self) {
-        unsafe_kill(self.child.id(), "TERM");
+        os::kill(self.child.id(), "TERM");
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.child.try_wait().unwrap().is_none() {
             assert!(
@@ -124,34 +126,8 @@ impl Drop for ProxyProcess {
     }
 }
 
-fn unsafe_kill(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
-/// Every file under `dir` that contains `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if contains(&std::fs::read(&p).unwrap_or_default(), needle) {
-                hits.push(p.display().to_string());
-            }
-        }
-    }
-    hits
 }
 
 fn run(cmd: &mut Command) -> (bool, String) {
@@ -187,7 +163,7 @@ fn passwords_never_reach_the_data_dir_the_store_or_the_output() {
 
     for secret in [PASSWORD, WRONG] {
         assert_eq!(
-            files_containing(dir.path(), secret),
+            os::files_containing(dir.path(), secret.as_bytes()),
             Vec::<String>::new(),
             "{secret} leaked"
         );
@@ -265,7 +241,7 @@ fn a_killed_proxy_loses_no_acknowledged_write() {
             assert!(Instant::now() < deadline, "the writers made no progress");
             std::thread::sleep(Duration::from_millis(2));
         }
-        unsafe_kill(proxy.child.id(), "KILL");
+        os::kill(proxy.child.id(), "KILL");
         for w in workers {
             w.join().unwrap();
         }

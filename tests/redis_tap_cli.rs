@@ -3,6 +3,8 @@
 //! from the saved position or takes a new base, and the restored database equals the
 //! master exactly: no write lost, none applied twice.
 
+#[path = "support/os.rs"]
+mod os;
 #[path = "support/redis.rs"]
 mod redis;
 
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use os::{files_containing, kill};
 use redis::{Conn, Redis};
 
 fn vecwal() -> Command {
@@ -62,6 +65,16 @@ fn info_field(c: &mut Conn, field: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Waits until the tap has acknowledged (logged) everything the master replicated so far.
+fn caught_up(admin: &mut Conn) {
+    let want: u64 = info_field(admin, "master_repl_offset").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked(admin) < want {
+        assert!(Instant::now() < deadline, "the tap did not catch up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The offset the tap acknowledged (what it has logged), as the master sees it.
 fn acked(c: &mut Conn) -> u64 {
     info_field(c, "slave0")
@@ -69,15 +82,6 @@ fn acked(c: &mut Conn) -> u64 {
         .find_map(|kv| kv.strip_prefix("offset="))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-fn kill(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
 }
 
 #[test]
@@ -122,14 +126,7 @@ fn a_tap_killed_again_and_again_restores_to_exactly_the_master() {
     // A last run catches up with everything, then stops cleanly (seals and ships).
     let (mut tap, line) = start_tap(&master, dir.path());
     starts.push(line);
-    let want: u64 = info_field(&mut admin, "master_repl_offset")
-        .parse()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked(&mut admin) < want {
-        assert!(Instant::now() < deadline, "the tap did not catch up");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    caught_up(&mut admin);
     kill(tap.id(), "TERM");
     assert!(tap.wait().unwrap().success());
     let resumed = starts
@@ -176,27 +173,6 @@ fn a_tap_killed_again_and_again_restores_to_exactly_the_master() {
     assert!(n > 1000, "the clients wrote through all rounds: {n}");
 }
 
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p)
-                .unwrap_or_default()
-                .windows(needle.len())
-                .any(|w| w == needle)
-            {
-                hits.push(p.display().to_string());
-            }
-        }
-    }
-    hits
-}
-
 #[test]
 fn the_masters_password_never_reaches_the_data_dir_the_store_or_the_output() {
     const PASSWORD: &str = "tap-pw-41c9e2-never-log-me";
@@ -218,14 +194,7 @@ fn the_masters_password_never_reaches_the_data_dir_the_store_or_the_output() {
     );
     assert!(!line.contains(PASSWORD), "{line}");
     admin.ok(&["SET", "after", "2"]);
-    let want: u64 = info_field(&mut admin, "master_repl_offset")
-        .parse()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked(&mut admin) < want {
-        assert!(Instant::now() < deadline, "the tap did not catch up");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    caught_up(&mut admin);
     kill(tap.id(), "TERM");
     let out = tap.wait_with_output().unwrap();
     assert!(out.status.success());

@@ -119,13 +119,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         (None, Some(d)) => d.join(&a.dbfilename).display().to_string(),
         (None, None) => unreachable!("clap requires --target or --to-dir"),
     };
-    let goal = match (&a.at, a.lsn) {
-        (Some(t), _) => Target::Time(
-            parse_time(t, crate::log::now_us()).map_err(|e| anyhow::anyhow!("--at: {e}"))?,
-        ),
-        (None, Some(n)) => Target::Lsn(n),
-        (None, None) => Target::Latest,
-    };
+    let goal = goal(a.at.as_deref(), a.lsn)?;
     let keyring = a.crypt.keyring()?.map(Arc::new);
     let store = a.store.open_all().await?.remove(0);
     let stream = resolve_stream(store.as_ref(), a.stream.stream.as_deref()).await?;
@@ -193,6 +187,17 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         summary.elapsed
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The restore target of --at / --lsn (neither: the latest record).
+pub fn goal(at: Option<&str>, lsn: Option<u64>) -> anyhow::Result<Target> {
+    Ok(match (at, lsn) {
+        (Some(t), _) => Target::Time(
+            parse_time(t, crate::log::now_us()).map_err(|e| anyhow::anyhow!("--at: {e}"))?,
+        ),
+        (None, Some(n)) => Target::Lsn(n),
+        (None, None) => Target::Latest,
+    })
 }
 
 /// A progress bar on a terminal; nothing otherwise (logs stay clean).

@@ -7,9 +7,9 @@ use anyhow::Context;
 
 use super::restore::progress_bar;
 use super::store_args::{resolve_stream, CryptArgs, StoreArgs, StreamArg};
+use crate::restore;
 use crate::restore::qdrant::{Progress, QdrantTarget};
-use crate::restore::{self, Target};
-use crate::time::{format_us, parse_time};
+use crate::time::format_us;
 
 /// Restore a Qdrant collection as it was at a time or LSN.
 ///
@@ -96,13 +96,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             None => None,
         },
     };
-    let goal = match (&a.at, a.lsn) {
-        (Some(t), _) => Target::Time(
-            parse_time(t, crate::log::now_us()).map_err(|e| anyhow::anyhow!("--at: {e}"))?,
-        ),
-        (None, Some(n)) => Target::Lsn(n),
-        (None, None) => Target::Latest,
-    };
+    let goal = super::restore::goal(a.at.as_deref(), a.lsn)?;
     let keyring = a.crypt.keyring()?.map(Arc::new);
     let store = a.store.open_all().await?.remove(0);
     let stream = resolve_stream(store.as_ref(), a.stream.stream.as_deref()).await?;
