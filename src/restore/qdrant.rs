@@ -14,6 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use vecwal_format::{Kind, Operation, Record};
 
 use super::{fetch_snapshot, records, Plan, RestoreError};
+use crate::capture::qdrant::grpc::varint;
 use crate::capture::qdrant::snapshot::percent;
 use crate::store::{Keyring, Store};
 
@@ -387,17 +388,6 @@ fn rename_field_1(m: &[u8], name: &str) -> Option<Vec<u8>> {
         out.extend_from_slice(field);
     }
     found.then_some(out)
-}
-
-fn varint(b: &[u8]) -> Option<(u64, usize)> {
-    let mut v: u64 = 0;
-    for (i, &byte) in b.iter().enumerate().take(10) {
-        v |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((v, i + 1));
-        }
-    }
-    None
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {

@@ -67,7 +67,8 @@ pub fn string_field_1(mut m: &[u8]) -> Option<String> {
     None
 }
 
-fn varint(b: &[u8]) -> Option<(u64, usize)> {
+/// A protobuf varint at the start of `b`: its value and length.
+pub fn varint(b: &[u8]) -> Option<(u64, usize)> {
     let mut v: u64 = 0;
     for (i, &byte) in b.iter().enumerate().take(10) {
         v |= u64::from(byte & 0x7f) << (7 * i);
