@@ -420,7 +420,19 @@ impl Log {
 
     /// Sealed segments waiting in the data directory, oldest first.
     pub fn sealed_segments(&self) -> Result<Vec<(layout::SegmentName, PathBuf)>> {
-        layout::list_segments(&self.shared.sealed_dir, &mut Vec::new())
+        let mut sealed = layout::list_segments(&self.shared.sealed_dir, &mut Vec::new())?;
+        // Sealing ends when the open file is removed. Until then the segment is not
+        // offered: shipped and removed in that moment, its records would be back in the
+        // open file alone (and read twice by anyone listing the directory, or sealed and
+        // shipped again after a crash).
+        sealed.retain(|(n, _)| {
+            !self
+                .shared
+                .wal_dir
+                .join(layout::open_name(n.timeline, n.first_lsn))
+                .exists()
+        });
+        Ok(sealed)
     }
 
     /// Removes a sealed segment every destination has confirmed (promise 8: shipped before
