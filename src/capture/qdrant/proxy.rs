@@ -96,11 +96,15 @@ impl Proxy {
 
     /// Accepts clients until the listener fails.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        // Connections live in this set: when the proxy stops (this task is aborted) they
+        // end with it, and none keeps the log alive.
+        let mut connections = tokio::task::JoinSet::new();
         loop {
+            while connections.try_join_next().is_some() {}
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
             let me = self.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let me = me.clone();
                     async move { Ok::<_, Infallible>(me.handle(req).await) }

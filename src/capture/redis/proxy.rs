@@ -69,10 +69,14 @@ impl ProxyCore {
 
     /// Accepts clients until the listener fails.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        // Connections live in this set: when the proxy stops (this task is aborted) they
+        // end with it, and none keeps the log alive.
+        let mut connections = tokio::task::JoinSet::new();
         loop {
+            while connections.try_join_next().is_some() {}
             let (client, peer) = listener.accept().await?;
             let core = self.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 if let Err(e) = core.connection(client).await {
                     tracing::debug!(%peer, error = %e, "client connection ended");
                 }

@@ -18,7 +18,11 @@ where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<SnapshotManifest, String>> + Send,
 {
+    // Sessions live in this set: when the tap stops (this task is aborted) they end with
+    // it, and none keeps the log (and its directory lock) alive.
+    let mut sessions = tokio::task::JoinSet::new();
     loop {
+        while sessions.try_join_next().is_some() {}
         let (conn, _) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -28,7 +32,7 @@ where
             }
         };
         let f = snapshot.clone();
-        tokio::spawn(async move {
+        sessions.spawn(async move {
             if let Err(e) = session(conn, f).await {
                 tracing::debug!(error = %e, "control connection ended");
             }
