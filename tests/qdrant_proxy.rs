@@ -30,6 +30,10 @@ struct Proxied {
 
 impl Proxied {
     fn start(q: &Qdrant) -> Proxied {
+        Self::start_with_key(q, None)
+    }
+
+    fn start_with_key(q: &Qdrant, api_key: Option<&str>) -> Proxied {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -47,6 +51,8 @@ impl Proxied {
             )),
             stores: vec![store.clone()],
             keyring: None,
+            api_key: api_key.map(str::to_string),
+            snapshot_interval: Duration::ZERO,
             ship: ShipConfig {
                 interval: Duration::from_secs(1),
                 ..Default::default()
@@ -111,7 +117,7 @@ fn logs_exactly_what_qdrant_applied_and_never_the_api_key() {
     let Some(q) = Qdrant::start(Some(KEY)) else {
         return;
     };
-    let mut p = Proxied::start(&q);
+    let mut p = Proxied::start_with_key(&q, Some(KEY));
     let a = p.addr();
     let key = [("api-key", KEY)];
     let call = |m: &str, path: &str, body: Option<&str>| http(&a, m, path, body, &key);
@@ -546,4 +552,68 @@ fn restoring_a_collection_to_any_recorded_moment_gives_that_moment_exactly() {
         [0, snapshot_lsn],
         "restored from the empty start and from the snapshot taken mid-phase"
     );
+}
+
+#[test]
+fn a_collection_that_existed_before_the_proxy_is_restorable_from_its_start_snapshot() {
+    let Some(q) = Qdrant::start(None) else {
+        return;
+    };
+    let direct = q.http_addr();
+    let put = |addr: &str, path: &str, body: &str| {
+        let (s, b) = http(addr, "PUT", path, Some(body), &[]);
+        assert_eq!(s, 200, "{b}");
+    };
+    put(
+        &direct,
+        "/collections/old",
+        r#"{"vectors":{"size":2,"distance":"Dot"}}"#,
+    );
+    put(
+        &direct,
+        "/collections/old/points?wait=true",
+        r#"{"points":[{"id":1,"vector":[1,2],"payload":{"before":true}}]}"#,
+    );
+    let mut p = Proxied::start(&q);
+    assert_eq!(p.proxy.as_ref().unwrap().start_snapshots, 1);
+    put(
+        &p.addr(),
+        "/collections/old/points?wait=true",
+        r#"{"points":[{"id":2,"vector":[3,4],"payload":{"after":true}}]}"#,
+    );
+    p.stop();
+    let target = vecwal::restore::qdrant::QdrantTarget {
+        rest: format!("http://{direct}").parse().unwrap(),
+        grpc: None,
+        api_key: None,
+    };
+    let plan = p.rt.block_on(async {
+        // No empty start allowed: the base must be the snapshot taken at start.
+        let plan = restore::plan_for(
+            p.store.as_ref(),
+            "qdrant",
+            "old",
+            Target::Latest,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+        vecwal::restore::qdrant::restore(
+            p.store.clone(),
+            &plan,
+            None,
+            &target,
+            "old",
+            "copy",
+            false,
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        plan
+    });
+    assert_eq!(plan.base_lsn(), 0);
+    assert_eq!(points(&direct, "copy"), points(&direct, "old"));
+    assert_eq!(points(&direct, "copy").len(), 2);
 }

@@ -31,10 +31,11 @@ enum Target {
 /// answered with success are logged (method, path, body; never headers) before the answer
 /// reaches the client. Writes to one collection are logged in the order Qdrant applied them.
 ///
+/// At start the proxy snapshots every collection Qdrant has (an aligned base for each), then
+/// every --snapshot-interval, and on demand (`vecwal snapshot qdrant`).
+///
 /// gRPC clients connect to --listen-grpc; their calls go to --upstream-grpc the same way
 /// (HTTP/2 with trailers), and mutations are logged as the protobuf message they sent.
-///
-/// Not yet: snapshots and `restore qdrant` (see docs/qdrant.md).
 ///
 /// Example:
 ///   vecwal proxy qdrant --listen-http 127.0.0.1:6343 --upstream-http http://127.0.0.1:6333 \
@@ -55,6 +56,13 @@ struct QdrantArgs {
     /// Qdrant's gRPC API.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:6334")]
     upstream_grpc: String,
+    /// Read the api-key of the proxy's own requests (snapshots) from this environment
+    /// variable. Clients send their own.
+    #[arg(long, value_name = "VAR")]
+    upstream_api_key_env: Option<String>,
+    /// How often to snapshot every collection (0: only at start and on demand).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::time::parse_duration)]
+    snapshot_interval: Duration,
     #[command(flatten)]
     capture: CaptureArgs,
 }
@@ -150,6 +158,14 @@ async fn run_qdrant(a: QdrantArgs) -> anyhow::Result<ExitCode> {
             stores: opened.stores,
             keyring: opened.keyring,
             ship: opened.ship,
+            api_key: match &a.upstream_api_key_env {
+                Some(v) => Some(
+                    std::env::var(v)
+                        .with_context(|| format!("environment variable {v} is not set"))?,
+                ),
+                None => None,
+            },
+            snapshot_interval: a.snapshot_interval,
         },
     )
     .await?;
@@ -158,8 +174,8 @@ async fn run_qdrant(a: QdrantArgs) -> anyhow::Result<ExitCode> {
         .map(|a| format!(", {a} (gRPC)"))
         .unwrap_or_default();
     println!(
-        "vecwal proxy: listening on {} (REST){grpc}",
-        proxy.http_addr
+        "vecwal proxy: listening on {} (REST){grpc}; {} collection(s) snapshotted",
+        proxy.http_addr, proxy.start_snapshots
     );
     shutdown_signal().await;
     eprintln!("vecwal proxy: shutting down; sealing and shipping the open segment");

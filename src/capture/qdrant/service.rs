@@ -9,10 +9,12 @@ use http::Uri;
 use tokio::task::JoinHandle;
 
 use super::proxy::{bind, Proxy, SnapshotStores};
+use super::snapshot::take_all;
 use crate::capture::redis::gate::Gate;
 use crate::log::Log;
 use crate::ship::{ShipConfig, Shipper};
 use crate::store::{Keyring, Store};
+use http::HeaderValue;
 
 pub struct QdrantProxyOptions {
     pub listen_http: String,
@@ -23,6 +25,10 @@ pub struct QdrantProxyOptions {
     pub stores: Vec<Arc<dyn Store>>,
     pub keyring: Option<Arc<Keyring>>,
     pub ship: ShipConfig,
+    /// The api-key of the proxy's own requests (snapshots at start and on schedule).
+    pub api_key: Option<String>,
+    /// Zero: only at start and on demand.
+    pub snapshot_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +38,18 @@ pub enum QdrantProxyError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("the snapshots at start failed: {0}")]
+    StartSnapshot(String),
+    #[error("the api-key is not a valid header value")]
+    ApiKey,
 }
 
 pub struct RunningQdrantProxy {
     pub http_addr: SocketAddr,
     pub grpc_addr: Option<SocketAddr>,
     pub log: Arc<Log>,
+    /// Collections snapshotted at start.
+    pub start_snapshots: usize,
     shipper: Shipper,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -79,7 +91,28 @@ impl RunningQdrantProxy {
                 keyring: opts.keyring.clone(),
             },
         );
+        let key = match &opts.api_key {
+            Some(k) => Some(HeaderValue::from_str(k).map_err(|_| QdrantProxyError::ApiKey)?),
+            None => None,
+        };
+        // Every collection gets a base before the first client is served: the stream is
+        // restorable from its first record.
+        let start_snapshots = take_all(&proxy, key.as_ref())
+            .await
+            .map_err(QdrantProxyError::StartSnapshot)?;
         let mut tasks = Vec::new();
+        if !opts.snapshot_interval.is_zero() {
+            let (every, p, key) = (opts.snapshot_interval, proxy.clone(), key.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match take_all(&p, key.as_ref()).await {
+                        Ok(n) => tracing::info!(collections = n, "scheduled snapshots stored"),
+                        Err(e) => tracing::error!(error = %e, "scheduled snapshots failed"),
+                    }
+                }
+            }));
+        }
         let mut grpc_addr = None;
         let listeners = std::iter::once((listener, "REST")).chain(grpc.map(|(l, a)| {
             grpc_addr = Some(a);
@@ -96,6 +129,7 @@ impl RunningQdrantProxy {
         Ok(RunningQdrantProxy {
             http_addr,
             grpc_addr,
+            start_snapshots,
             log,
             shipper,
             tasks,

@@ -98,6 +98,30 @@ pub async fn take(
     Ok(manifest)
 }
 
+/// Snapshots every collection Qdrant has (at start, and on the schedule); returns how many
+/// were taken. One failing is logged and the others go on.
+pub async fn take_all(proxy: &Proxy, api_key: Option<&HeaderValue>) -> Result<usize, String> {
+    let list = call(proxy, Method::GET, "/collections", api_key).await?;
+    let v: serde_json::Value = serde_json::from_slice(&list)
+        .map_err(|e| format!("Qdrant's collection list is not JSON: {e}"))?;
+    let names: Vec<String> = v["result"]["collections"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut taken = 0;
+    for c in &names {
+        match take(proxy, c, api_key).await {
+            Ok(_) => taken += 1,
+            Err(e) => tracing::error!(collection = c, error = %e, "snapshot failed"),
+        }
+    }
+    Ok(taken)
+}
+
 /// One request to Qdrant's REST API; a non-2xx answer is an error naming it.
 async fn call(
     proxy: &Proxy,

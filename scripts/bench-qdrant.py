@@ -1,0 +1,101 @@
+"""Qdrant benchmarks of issue 5, run by scripts/bench-qdrant.sh against a Qdrant and a
+vecwal proxy it started: upsert throughput and p99 batch latency, direct and through the
+proxy, REST and gRPC, interleaved in one run; then a restore against a direct bulk upsert
+of the same points."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+from qdrant_client import QdrantClient, models
+
+Q_HTTP, Q_GRPC = int(os.environ["Q_HTTP"]), int(os.environ["Q_GRPC"])
+P_HTTP, P_GRPC = int(os.environ["P_HTTP"]), int(os.environ["P_GRPC"])
+DIM, BATCH = 384, 100
+BATCHES = int(os.environ.get("BATCHES", "40"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+rng = random.Random(7)
+
+
+def client(http, grpc, prefer_grpc):
+    kw = dict(host="127.0.0.1", port=http, grpc_port=grpc, prefer_grpc=prefer_grpc, timeout=120)
+    try:
+        return QdrantClient(check_compatibility=False, **kw)
+    except TypeError:
+        return QdrantClient(**kw)
+
+
+def batches(n, start):
+    out = []
+    for b in range(n):
+        out.append([
+            models.PointStruct(
+                id=start + b * BATCH + i,
+                vector=[rng.uniform(-1, 1) for _ in range(DIM)],
+                payload={"n": start + b * BATCH + i, "tag": f"t{i % 10}"},
+            )
+            for i in range(BATCH)
+        ])
+    return out
+
+
+def run(c, collection, data):
+    lat = []
+    t0 = time.perf_counter()
+    for pts in data:
+        t = time.perf_counter()
+        c.upsert(collection, points=pts, wait=True)
+        lat.append(time.perf_counter() - t)
+    total = time.perf_counter() - t0
+    lat.sort()
+    return len(data) * BATCH / total, lat[int(len(lat) * 0.99) - 1] * 1000
+
+
+admin = client(Q_HTTP, Q_GRPC, False)
+configs = {
+    ("REST", "direct"): client(Q_HTTP, Q_GRPC, False),
+    ("REST", "proxy"): client(P_HTTP, P_GRPC, False),
+    ("gRPC", "direct"): client(Q_HTTP, Q_GRPC, True),
+    ("gRPC", "proxy"): client(P_HTTP, P_GRPC, True),
+}
+results = {k: [] for k in configs}
+next_id = 0
+for r in range(ROUNDS):
+    for (proto, path), c in configs.items():
+        name = f"b_{proto}_{path}_{r}".lower()
+        admin.create_collection(name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+        data = batches(BATCHES, next_id)
+        next_id += BATCHES * BATCH
+        results[(proto, path)].append(run(c, name, data))
+        admin.delete_collection(name)
+
+print(f"upsert: {BATCHES} batches of {BATCH} points, {DIM}-dim, wait=true, {ROUNDS} interleaved rounds (median)")
+for proto in ("REST", "gRPC"):
+    row = {}
+    for path in ("direct", "proxy"):
+        rs = sorted(results[(proto, path)])
+        pps = sorted(x[0] for x in rs)[len(rs) // 2]
+        p99 = sorted(x[1] for x in rs)[len(rs) // 2]
+        row[path] = (pps, p99)
+        print(f"  {proto:4} {path:6}: {pps:9.0f} points/s   p99 {p99:7.1f} ms per batch")
+    print(f"  {proto:4} proxy/direct: {row['proxy'][0] / row['direct'][0]:.2f}x")
+
+# Restore: the same points upserted directly, against `vecwal restore qdrant` of them.
+# Through a second proxy with a stream of its own: the restore reads only these records.
+rest_proxy = client(int(os.environ["P2_HTTP"]), int(os.environ["P2_GRPC"]), False)
+rest_direct = configs[("REST", "direct")]
+rest_proxy.create_collection("restore_src", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+data = batches(BATCHES * 2, 10_000_000)
+for pts in data:
+    rest_proxy.upsert("restore_src", points=pts, wait=True)
+admin.create_collection("direct_copy", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+t = time.perf_counter()
+for pts in data:
+    rest_direct.upsert("direct_copy", points=pts, wait=True)
+direct = len(data) * BATCH / (time.perf_counter() - t)
+sys.stdout.flush()
+# The proxy must ship what it logged: the shell script stops it between the two halves.
+print(json.dumps({"direct_bulk_pps": direct, "points": len(data) * BATCH}), file=open(os.environ["HALF"], "w"))

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Qdrant benchmarks (issue 5): upsert throughput and p99, direct and through `vecwal proxy
+# qdrant`, REST and gRPC, in one run; then `vecwal restore qdrant` against a direct bulk
+# upsert of the same points. Needs a Qdrant server (QDRANT_BIN or `qdrant` on PATH; see
+# docs/qdrant.md) and the services venv (scripts/services.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/redis-lib.sh
+eval "$(./scripts/services.sh)"
+qdrant=${QDRANT_BIN:-$(command -v qdrant || true)}
+[ -x "$qdrant" ] || { echo "no Qdrant server: set QDRANT_BIN (docs/qdrant.md)" >&2; exit 1; }
+cargo build --release --quiet --bin vecwal
+vecwal=$(pwd)/target/release/vecwal
+work=$(mktemp -d); pids=(); trap 'cleanup; rm -rf "$work"' EXIT
+
+q_http=$(free_port); q_grpc=$(free_port); p_http=$(free_port); p_grpc=$(free_port)
+(cd "$work" && QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$q_http \
+    QDRANT__SERVICE__GRPC_PORT=$q_grpc QDRANT__STORAGE__STORAGE_PATH=$work/storage \
+    QDRANT__STORAGE__SNAPSHOTS_PATH=$work/snapshots QDRANT__TELEMETRY_DISABLED=true \
+    QDRANT__LOG_LEVEL=WARN exec "$qdrant" --disable-telemetry >"$work/qdrant.log" 2>&1) &
+pids+=($!)
+until curl -sf "http://127.0.0.1:$q_http/readyz" >/dev/null; do sleep 0.05; done
+"$vecwal" proxy qdrant --listen-http "127.0.0.1:$p_http" --listen-grpc "127.0.0.1:$p_grpc" \
+    --upstream-http "http://127.0.0.1:$q_http" --upstream-grpc "http://127.0.0.1:$q_grpc" \
+    --data-dir "$work/data" --store "$work/store" --ship-interval 1s > "$work/proxy.out" 2>"$work/proxy.log" &
+proxy=$!; pids+=($proxy)
+p2_http=$(free_port); p2_grpc=$(free_port)
+"$vecwal" proxy qdrant --listen-http "127.0.0.1:$p2_http" --listen-grpc "127.0.0.1:$p2_grpc" \
+    --upstream-http "http://127.0.0.1:$q_http" --upstream-grpc "http://127.0.0.1:$q_grpc" \
+    --data-dir "$work/data2" --store "$work/store2" --ship-interval 1s > "$work/proxy2.out" 2>"$work/proxy2.log" &
+proxy2=$!; pids+=($proxy2)
+until grep -q "listening on" "$work/proxy.out" "$work/proxy2.out" 2>/dev/null \
+    && [ "$(grep -l "listening on" "$work/proxy.out" "$work/proxy2.out" | wc -l)" = 2 ]; do sleep 0.05; done
+
+Q_HTTP=$q_http Q_GRPC=$q_grpc P_HTTP=$p_http P_GRPC=$p_grpc P2_HTTP=$p2_http P2_GRPC=$p2_grpc \
+    HALF="$work/half.json" "$VECWAL_PYTHON" scripts/bench-qdrant.py
+kill -TERM "$proxy" "$proxy2"; wait "$proxy" "$proxy2" || true
+read -r direct points < <(python3 -c "import json;d=json.load(open('$work/half.json'));print(d['direct_bulk_pps'], d['points'])")
+start=$(date +%s.%N)
+"$vecwal" restore qdrant --store "$work/store2" --collection restore_src --as restored \
+    --target "http://127.0.0.1:$q_http" --target-grpc "http://127.0.0.1:$q_grpc" --from-empty >/dev/null
+end=$(date +%s.%N)
+python3 - "$direct" "$points" "$start" "$end" <<'PY'
+import sys
+direct, points, start, end = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+restore = points / (end - start)
+print(f"restore of {points} points ({points // 100} logged batches): {restore:.0f} points/s; "
+      f"direct bulk upsert of the same points: {direct:.0f} points/s; ratio {restore / direct:.2f}x")
+PY
