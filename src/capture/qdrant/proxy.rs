@@ -45,6 +45,10 @@ const HOP: [header::HeaderName; 6] = [
     header::UPGRADE,
 ];
 
+/// HTTP/2 flow-control windows, both ways (see `Proxy::new`).
+const H2_STREAM_WINDOW: u32 = 4 << 20;
+const H2_CONN_WINDOW: u32 = 16 << 20;
+
 pub struct Proxy {
     pub(super) log: Arc<Log>,
     pub(super) gate: Arc<Gate>,
@@ -79,6 +83,10 @@ impl Proxy {
         let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
         let h2 = Client::builder(TokioExecutor::new())
             .http2_only(true)
+            // Upserts of a few hundred 384-dim points are hundreds of KiB: windows of the
+            // default 64 KiB would cost round trips of window updates per request.
+            .http2_initial_stream_window_size(H2_STREAM_WINDOW)
+            .http2_initial_connection_window_size(H2_CONN_WINDOW)
             .build(HttpConnector::new());
         Arc::new(Proxy {
             log,
@@ -109,7 +117,12 @@ impl Proxy {
                     let me = me.clone();
                     async move { Ok::<_, Infallible>(me.handle(req).await) }
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http2()
+                    .initial_stream_window_size(H2_STREAM_WINDOW)
+                    .initial_connection_window_size(H2_CONN_WINDOW);
                 if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
                     tracing::debug!(error = %e, "REST client connection ended");
                 }
