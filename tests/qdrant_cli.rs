@@ -120,4 +120,31 @@ fn snapshot_then_restore_next_to_the_live_collection() {
         scroll(&q.http_addr(), "copy"),
         scroll(&q.http_addr(), "docs")
     );
+
+    // Forensic replay of the whole history into a staging Qdrant.
+    let replay = |target: &str, extra: &[&str]| {
+        run(vecwal()
+            .args(["replay", "--stream", "qdrant", "--from", "-1h", "--store"])
+            .arg(&store)
+            .args(["--target", target])
+            .args(extra))
+    };
+    let (ok, text) = replay("http://127.0.0.1:1", &["--collection", "docs", "--dry-run"]);
+    assert!(ok, "{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(" docs ")).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].contains("PUT /collections/docs ("), "{text}");
+    assert!(
+        lines[2].contains("PUT /collections/docs/points?wait=true"),
+        "{text}"
+    );
+    let (ok, text) = replay("http://127.0.0.1:1", &["--db", "0"]);
+    assert!(!ok && text.contains("--collection"), "{text}");
+    let staging = Qdrant::start(None).unwrap();
+    let (ok, text) = replay(&format!("http://{}", staging.http_addr()), &[]);
+    assert!(ok && text.contains("replayed 3 records"), "{text}");
+    assert_eq!(
+        scroll(&staging.http_addr(), "docs"),
+        scroll(&q.http_addr(), "docs")
+    );
 }

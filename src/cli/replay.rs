@@ -10,17 +10,21 @@ use crate::restore::replay::{for_each_chosen, replay, Filter, ReplayOptions};
 use crate::restore::window_plan;
 use crate::time::{format_us, parse_time};
 
-/// Replay the writes of a time window into a staging Redis.
+/// Replay the writes of a time window into a staging Redis or Qdrant.
 ///
-/// Sends every logged write stamped between --from and --to (inclusive), in order, as
-/// ordinary commands, pipelined. Filter by database and key pattern to follow one
-/// document's history; --dry-run prints the commands instead. Writes go to the target as
-/// they are: replay into staging, not production.
+/// Sends every logged write stamped between --from and --to (inclusive), in order. Into a
+/// Redis (redis://…) as ordinary commands, pipelined; filter by database and key pattern to
+/// follow one document's history. Into a Qdrant (http://…) as the REST and gRPC requests
+/// they were (gRPC ones need --target-grpc), each waited for; filter by --collection.
+/// --dry-run prints the writes instead. Writes go to the target as they are: replay into
+/// staging, not production.
 ///
 /// Examples:
 ///   vecwal replay --store ./backups --from 2026-11-21T09:00:00Z --to 2026-11-21T10:00:00Z \
 ///       --target redis://127.0.0.1:6390 --key-pattern 'doc:42*' --dry-run
 ///   vecwal replay --store s3://b/vw --from -2h --to -1h --target redis://staging --rate 5000
+///   vecwal replay --store ./backups --stream qdrant --from -1h --target http://staging:6333 \
+///       --target-grpc http://staging:6334 --collection docs
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -36,7 +40,8 @@ pub struct Args {
     /// End of the window (inclusive) [default: now].
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     to: Option<String>,
-    /// The Redis to replay into: redis://[user:password@]host:port.
+    /// Where to replay: a Redis (redis://[user:password@]host:port) or a Qdrant's REST API
+    /// (http://host:port).
     #[arg(long, value_name = "URL")]
     target: String,
     /// Only writes to this database.
@@ -45,12 +50,18 @@ pub struct Args {
     /// Only writes touching a key matching this glob (as in KEYS).
     #[arg(long, value_name = "GLOB")]
     key_pattern: Option<String>,
-    /// At most this many commands per second.
+    /// At most this many commands (Qdrant: requests) per second.
     #[arg(long, value_name = "OPS")]
     rate: Option<u64>,
     /// Print the commands instead of sending them.
     #[arg(long)]
     dry_run: bool,
+    /// Qdrant: replay this collection only.
+    #[arg(long, value_name = "NAME")]
+    collection: Option<String>,
+    /// Qdrant: the target's gRPC API (for writes that were logged from gRPC clients).
+    #[arg(long, value_name = "URL")]
+    target_grpc: Option<String>,
 }
 
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -61,6 +72,13 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         None => now,
     };
     anyhow::ensure!(from <= to, "--from is after --to");
+    if a.target.starts_with("http://") {
+        return run_qdrant(a, from, to).await;
+    }
+    anyhow::ensure!(
+        a.collection.is_none() && a.target_grpc.is_none(),
+        "--collection and --target-grpc are for a Qdrant target (http://…)"
+    );
     let target = RedisTarget::parse(&a.target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
     let keyring = a.crypt.keyring()?.map(Arc::new);
     let store = a.store.open_all().await?.remove(0);
@@ -148,4 +166,78 @@ pub fn quote(argv: &[Vec<u8>]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `replay` into a Qdrant: REST records as REST, gRPC records as gRPC.
+async fn run_qdrant(a: Args, from: i64, to: i64) -> anyhow::Result<ExitCode> {
+    use crate::restore::qdrant::{describe, replay_window, QdrantTarget, Window};
+    anyhow::ensure!(
+        a.db.is_none() && a.key_pattern.is_none(),
+        "--db and --key-pattern are for a Redis target; use --collection for Qdrant"
+    );
+    let uri = |flag: &str, s: &str| -> anyhow::Result<http::Uri> {
+        let u: http::Uri = s.parse().map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+        anyhow::ensure!(u.authority().is_some(), "{flag}: expected http://host:port");
+        Ok(u)
+    };
+    let target = QdrantTarget {
+        rest: uri("--target", &a.target)?,
+        grpc: a
+            .target_grpc
+            .as_deref()
+            .map(|g| uri("--target-grpc", g))
+            .transpose()?,
+        api_key: None,
+    };
+    let keyring = a.crypt.keyring()?.map(Arc::new);
+    let store = a.store.open_all().await?.remove(0);
+    let stream = resolve_stream(store.as_ref(), a.stream.stream.as_deref()).await?;
+    let plan = window_plan(store.as_ref(), &stream, from, to).await?;
+    eprintln!(
+        "replaying {} {} .. {} from {} segments (LSN {}..={})",
+        stream,
+        format_us(from),
+        format_us(to),
+        plan.segments.len(),
+        plan.first_lsn,
+        plan.target_lsn
+    );
+    let w = Window {
+        from_us: from,
+        to_us: to,
+        collection: a.collection.as_deref(),
+    };
+    let dry = a.dry_run;
+    let mut each = |r: &vecwal_format::Record| {
+        if dry {
+            println!(
+                "{} {} {} {}",
+                r.lsn,
+                format_us(r.timestamp_us),
+                r.namespace,
+                describe(r)
+            );
+        }
+    };
+    let t = (!dry).then_some(&target);
+    let s = replay_window(store, &plan, keyring, t, &w, a.rate, &mut each).await?;
+    if dry {
+        eprintln!(
+            "dry run: {} records matched; nothing sent",
+            s.records_matched
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "replayed {} records into {} in {:.2?}; {} errors",
+        s.records_matched, a.target, s.elapsed, s.errors
+    );
+    for e in &s.first_errors {
+        println!("  error: {e}");
+    }
+    Ok(if s.errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
