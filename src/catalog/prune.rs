@@ -4,7 +4,9 @@
 //! and every segment after that base. The newest base at or before the window's start
 //! serves every T in the window, so everything older than that base can go: snapshots
 //! before it, and segments that end at or before its LSN. Without a snapshot at or before
-//! the window's start the base is the stream's start, and nothing can go.
+//! the window's start the base is the stream's start, and nothing can go. A stream with
+//! snapshots per namespace (Qdrant collections) keeps what the namespace with the oldest
+//! such base needs.
 
 use serde::Serialize;
 
@@ -23,12 +25,24 @@ pub struct PrunePlan {
 pub fn plan(cat: &Catalog, window_start_us: i64) -> PrunePlan {
     // A base must really be there: a manifest whose data is missing or cut short cannot
     // start a restore, so it must not license deleting what came before it.
-    let Some(base) = cat
-        .snapshots
-        .iter()
-        .filter(|s| s.time_us <= window_start_us && cat.snapshot_present(s))
-        .max_by_key(|s| (s.timeline, s.lsn))
-    else {
+    let usable = |s: &&crate::catalog::SnapshotManifest| {
+        s.time_us <= window_start_us && cat.snapshot_present(s)
+    };
+    // Snapshots of one namespace each (Qdrant collections): every namespace needs its own
+    // base, so the oldest of their newest bases decides; a namespace without one in the
+    // window keeps everything.
+    let mut namespaces: Vec<&str> = cat.snapshots.iter().map(|s| s.namespace.as_str()).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let newest = |ns: &str| {
+        cat.snapshots
+            .iter()
+            .filter(usable)
+            .filter(|s| s.namespace == ns)
+            .max_by_key(|s| (s.timeline, s.lsn))
+    };
+    let bases: Option<Vec<_>> = namespaces.iter().map(|ns| newest(ns)).collect();
+    let Some(base) = bases.and_then(|b| b.into_iter().min_by_key(|s| (s.timeline, s.lsn))) else {
         return PrunePlan::default();
     };
     let mut plan = PrunePlan {
@@ -58,4 +72,69 @@ pub fn plan(cat: &Catalog, window_start_us: i64) -> PrunePlan {
         }
     }
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::keys::SegmentKey;
+    use crate::catalog::{SegmentEntry, SnapshotManifest};
+
+    fn catalog(snaps: &[(&str, u64)]) -> Catalog {
+        let mut cat = Catalog {
+            stream: "q".into(),
+            ..Default::default()
+        };
+        for (i, first) in [1u64, 11, 21, 31, 41, 51].iter().enumerate() {
+            let range = SegmentKey {
+                timeline: 1,
+                first_lsn: *first,
+                last_lsn: first + 9,
+                first_ts: *first as i64,
+                last_ts: (first + 9) as i64,
+                encrypted: false,
+            };
+            cat.segments.push(SegmentEntry {
+                key: format!("seg{i}"),
+                size: 1,
+                range,
+            });
+        }
+        for (ns, lsn) in snaps {
+            let data_key = format!("{ns}@{lsn}");
+            cat.snapshot_objects.insert(data_key.clone(), 1);
+            cat.snapshots.push(SnapshotManifest {
+                timeline: 1,
+                lsn: *lsn,
+                time_us: *lsn as i64,
+                format: "qdrant-snapshot".into(),
+                namespace: ns.to_string(),
+                data_key,
+                size: 1,
+                sha256: String::new(),
+                encrypted: false,
+            });
+        }
+        cat
+    }
+
+    #[test]
+    fn every_collection_keeps_its_base() {
+        // a has bases at 10 and 50, b only at 20: b's restore needs everything after 20.
+        let p = plan(&catalog(&[("a", 10), ("b", 20), ("a", 50)]), 1000);
+        assert_eq!(p.base_lsn, Some(20));
+        assert!(p.delete.contains(&"seg0".to_string()), "{:?}", p.delete);
+        assert!(
+            p.delete.contains(&"seg1".to_string()),
+            "ends at 20: {:?}",
+            p.delete
+        );
+        assert!(!p.delete.contains(&"seg2".to_string()));
+        assert!(p.delete.contains(&"a@10".to_string()));
+        assert!(!p.delete.contains(&"b@20".to_string()) && !p.delete.contains(&"a@50".to_string()));
+        // c's only base is after the window's start: nothing can go.
+        let p = plan(&catalog(&[("a", 10), ("c", 50)]), 30);
+        assert_eq!(p.base_lsn, None);
+        assert!(p.delete.is_empty());
+    }
 }
