@@ -382,7 +382,14 @@ fn random_write(addr: &str, rng: &mut impl rand::Rng) {
                     )
                 })
                 .collect();
-            ("PUT", "/collections/docs/points", format!(r#"{{"points":[{}]}}"#, pts.join(",")))
+            // A third are conditional: they update only points whose n is below 50, so
+            // their effect depends on the state they meet (issue 5's update_filter).
+            let cond = if rng.random_range(0..3) == 0 {
+                r#","update_filter":{"must":[{"key":"n","range":{"lt":50}}]}"#
+            } else {
+                ""
+            };
+            ("PUT", "/collections/docs/points", format!(r#"{{"points":[{}]{cond}}}"#, pts.join(",")))
         }
         3 => ("POST", "/collections/docs/points/delete", format!(r#"{{"points":[{id}]}}"#)),
         4 => (
