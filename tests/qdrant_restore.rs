@@ -14,6 +14,47 @@ use qdrant::{http, Qdrant};
 use qdrant_proxy::{python, Proxied};
 use vecwal::restore::{self, Target};
 
+/// Plans and restores `collection` of the proxy's stream to `goal` into `q` as `name`.
+fn restore_as(
+    p: &Proxied,
+    q: &Qdrant,
+    collection: &str,
+    name: &str,
+    goal: Target,
+    allow_empty_base: bool,
+) -> restore::Plan {
+    let target = vecwal::restore::qdrant::QdrantTarget {
+        rest: format!("http://{}", q.http_addr()).parse().unwrap(),
+        grpc: Some(format!("http://127.0.0.1:{}", q.grpc_port).parse().unwrap()),
+        api_key: None,
+    };
+    p.rt.block_on(async {
+        let plan = restore::plan_for(
+            p.store.as_ref(),
+            "qdrant",
+            collection,
+            goal,
+            None,
+            allow_empty_base,
+        )
+        .await
+        .unwrap();
+        vecwal::restore::qdrant::restore(
+            p.store.clone(),
+            &plan,
+            None,
+            &target,
+            collection,
+            name,
+            false,
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        plan
+    })
+}
+
 /// Every point of `collection` with its vectors and payload, by id.
 fn points(addr: &str, collection: &str) -> std::collections::BTreeMap<u64, serde_json::Value> {
     let (s, b) = http(
@@ -192,39 +233,10 @@ fn restoring_a_collection_to_any_recorded_moment_gives_that_moment_exactly() {
     p.stop();
     assert!(moments.last().unwrap().1.len() > 10, "a real collection");
 
-    let target = vecwal::restore::qdrant::QdrantTarget {
-        rest: format!("http://{}", q.http_addr()).parse().unwrap(),
-        grpc: Some(format!("http://127.0.0.1:{}", q.grpc_port).parse().unwrap()),
-        api_key: None,
-    };
     let mut bases = std::collections::BTreeSet::new();
     for (i, (t, want)) in moments.iter().enumerate() {
         let name = format!("restored{i}");
-        let plan = p.rt.block_on(async {
-            let plan = restore::plan_for(
-                p.store.as_ref(),
-                "qdrant",
-                "docs",
-                Target::Time(*t),
-                None,
-                true,
-            )
-            .await
-            .unwrap();
-            vecwal::restore::qdrant::restore(
-                p.store.clone(),
-                &plan,
-                None,
-                &target,
-                "docs",
-                &name,
-                false,
-                &|_| {},
-            )
-            .await
-            .unwrap();
-            plan
-        });
+        let plan = restore_as(&p, &q, "docs", &name, Target::Time(*t), true);
         bases.insert(plan.base_lsn());
         let got = points(&q.http_addr(), &name);
         assert_eq!(&got, want, "moment {i} (base LSN {})", plan.base_lsn());
@@ -264,37 +276,8 @@ fn a_collection_that_existed_before_the_proxy_is_restorable_from_its_start_snaps
         r#"{"points":[{"id":2,"vector":[3,4],"payload":{"after":true}}]}"#,
     );
     p.stop();
-    let target = vecwal::restore::qdrant::QdrantTarget {
-        rest: format!("http://{direct}").parse().unwrap(),
-        grpc: None,
-        api_key: None,
-    };
-    let plan = p.rt.block_on(async {
-        // No empty start allowed: the base must be the snapshot taken at start.
-        let plan = restore::plan_for(
-            p.store.as_ref(),
-            "qdrant",
-            "old",
-            Target::Latest,
-            None,
-            false,
-        )
-        .await
-        .unwrap();
-        vecwal::restore::qdrant::restore(
-            p.store.clone(),
-            &plan,
-            None,
-            &target,
-            "old",
-            "copy",
-            false,
-            &|_| {},
-        )
-        .await
-        .unwrap();
-        plan
-    });
+    // No empty start allowed: the base must be the snapshot taken at start.
+    let plan = restore_as(&p, &q, "old", "copy", Target::Latest, false);
     assert_eq!(plan.base_lsn(), 0);
     assert_eq!(points(&direct, "copy"), points(&direct, "old"));
     assert_eq!(points(&direct, "copy").len(), 2);

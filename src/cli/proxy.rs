@@ -183,7 +183,8 @@ async fn run_qdrant(a: QdrantArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn http_uri(flag: &str, s: &str) -> anyhow::Result<http::Uri> {
+/// An `http://host:port` flag value, or an error naming the flag.
+pub fn http_uri(flag: &str, s: &str) -> anyhow::Result<http::Uri> {
     let u: http::Uri = s.parse().map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
     if u.scheme_str() != Some("http") || u.authority().is_none() {
         anyhow::bail!("{flag}: expected http://host:port, got {s}");

@@ -101,15 +101,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         rate: a.rate,
     };
     let filter = Filter::new(opts, table);
-    eprintln!(
-        "replaying {} {} .. {} from {} segments (LSN {}..={})",
-        stream,
-        format_us(from),
-        format_us(to),
-        plan.segments.len(),
-        plan.first_lsn,
-        plan.target_lsn
-    );
+    announce(&stream, from, to, &plan);
     if a.dry_run {
         let n = for_each_chosen(store, &plan, keyring, &filter, |c| {
             for argv in &c.commands {
@@ -168,6 +160,19 @@ pub fn quote(argv: &[Vec<u8>]) -> String {
         .join(" ")
 }
 
+/// What a replay is about to read, on stderr (stdout carries the dry run's listing).
+fn announce(stream: &str, from: i64, to: i64, plan: &crate::restore::Plan) {
+    eprintln!(
+        "replaying {} {} .. {} from {} segments (LSN {}..={})",
+        stream,
+        format_us(from),
+        format_us(to),
+        plan.segments.len(),
+        plan.first_lsn,
+        plan.target_lsn
+    );
+}
+
 /// `replay` into a Qdrant: REST records as REST, gRPC records as gRPC.
 async fn run_qdrant(a: Args, from: i64, to: i64) -> anyhow::Result<ExitCode> {
     use crate::restore::qdrant::{describe, replay_window, QdrantTarget, Window};
@@ -175,11 +180,7 @@ async fn run_qdrant(a: Args, from: i64, to: i64) -> anyhow::Result<ExitCode> {
         a.db.is_none() && a.key_pattern.is_none(),
         "--db and --key-pattern are for a Redis target; use --collection for Qdrant"
     );
-    let uri = |flag: &str, s: &str| -> anyhow::Result<http::Uri> {
-        let u: http::Uri = s.parse().map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
-        anyhow::ensure!(u.authority().is_some(), "{flag}: expected http://host:port");
-        Ok(u)
-    };
+    let uri = super::proxy::http_uri;
     let target = QdrantTarget {
         rest: uri("--target", &a.target)?,
         grpc: a
@@ -193,15 +194,7 @@ async fn run_qdrant(a: Args, from: i64, to: i64) -> anyhow::Result<ExitCode> {
     let store = a.store.open_all().await?.remove(0);
     let stream = resolve_stream(store.as_ref(), a.stream.stream.as_deref()).await?;
     let plan = window_plan(store.as_ref(), &stream, from, to).await?;
-    eprintln!(
-        "replaying {} {} .. {} from {} segments (LSN {}..={})",
-        stream,
-        format_us(from),
-        format_us(to),
-        plan.segments.len(),
-        plan.first_lsn,
-        plan.target_lsn
-    );
+    announce(&stream, from, to, &plan);
     let w = Window {
         from_us: from,
         to_us: to,

@@ -56,17 +56,8 @@ struct RedisArgs {
     stream: StreamArg,
     #[command(flatten)]
     crypt: CryptArgs,
-    /// Restore to this time: RFC 3339 (2026-11-21T09:59:00Z) or relative (-15m).
-    #[arg(
-        long,
-        value_name = "TIME",
-        conflicts_with = "lsn",
-        allow_hyphen_values = true
-    )]
-    at: Option<String>,
-    /// Restore to exactly this record.
-    #[arg(long, value_name = "LSN")]
-    lsn: Option<u64>,
+    #[command(flatten)]
+    to: RestoreTo,
     /// The Redis to restore into: redis://[user:password@]host:port.
     #[arg(long, value_name = "URL")]
     target: Option<String>,
@@ -119,7 +110,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         (None, Some(d)) => d.join(&a.dbfilename).display().to_string(),
         (None, None) => unreachable!("clap requires --target or --to-dir"),
     };
-    let goal = goal(a.at.as_deref(), a.lsn)?;
+    let goal = a.to.goal()?;
     let keyring = a.crypt.keyring()?.map(Arc::new);
     let store = a.store.open_all().await?.remove(0);
     let stream = resolve_stream(store.as_ref(), a.stream.stream.as_deref()).await?;
@@ -189,15 +180,32 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The restore target of --at / --lsn (neither: the latest record).
-pub fn goal(at: Option<&str>, lsn: Option<u64>) -> anyhow::Result<Target> {
-    Ok(match (at, lsn) {
-        (Some(t), _) => Target::Time(
-            parse_time(t, crate::log::now_us()).map_err(|e| anyhow::anyhow!("--at: {e}"))?,
-        ),
-        (None, Some(n)) => Target::Lsn(n),
-        (None, None) => Target::Latest,
-    })
+/// Where a restore goes in history; neither flag: the latest record.
+#[derive(Debug, clap::Args)]
+pub struct RestoreTo {
+    /// Restore to this time: RFC 3339 (2026-11-21T09:59:00Z) or relative (-15m).
+    #[arg(
+        long,
+        value_name = "TIME",
+        conflicts_with = "lsn",
+        allow_hyphen_values = true
+    )]
+    at: Option<String>,
+    /// Restore to exactly this record.
+    #[arg(long, value_name = "LSN")]
+    lsn: Option<u64>,
+}
+
+impl RestoreTo {
+    pub fn goal(&self) -> anyhow::Result<Target> {
+        Ok(match (&self.at, self.lsn) {
+            (Some(t), _) => Target::Time(
+                parse_time(t, crate::log::now_us()).map_err(|e| anyhow::anyhow!("--at: {e}"))?,
+            ),
+            (None, Some(n)) => Target::Lsn(n),
+            (None, None) => Target::Latest,
+        })
+    }
 }
 
 /// A progress bar on a terminal; nothing otherwise (logs stay clean).

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::restore::progress_bar;
+use super::proxy::http_uri as uri;
+use super::restore::{progress_bar, RestoreTo};
 use super::store_args::{resolve_stream, CryptArgs, StoreArgs, StreamArg};
 use crate::restore;
 use crate::restore::qdrant::{Progress, QdrantTarget};
@@ -39,17 +40,8 @@ pub struct Args {
     /// The collection to restore.
     #[arg(long, value_name = "NAME")]
     collection: String,
-    /// Restore to this time: RFC 3339 (2026-11-21T09:59:00Z) or relative (-15m).
-    #[arg(
-        long,
-        value_name = "TIME",
-        conflicts_with = "lsn",
-        allow_hyphen_values = true
-    )]
-    at: Option<String>,
-    /// Restore to exactly this record.
-    #[arg(long, value_name = "LSN")]
-    lsn: Option<u64>,
+    #[command(flatten)]
+    to: RestoreTo,
     /// The target Qdrant's REST API.
     #[arg(long, value_name = "URL")]
     target: String,
@@ -75,13 +67,6 @@ pub struct Args {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let uri = |flag: &str, s: &str| -> anyhow::Result<http::Uri> {
-        let u: http::Uri = s.parse().map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
-        if u.scheme_str() != Some("http") || u.authority().is_none() {
-            anyhow::bail!("{flag}: expected http://host:port, got {s}");
-        }
-        Ok(u)
-    };
     let target = QdrantTarget {
         rest: uri("--target", &a.target)?,
         grpc: a
@@ -96,7 +81,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             None => None,
         },
     };
-    let goal = super::restore::goal(a.at.as_deref(), a.lsn)?;
+    let goal = a.to.goal()?;
     let keyring = a.crypt.keyring()?.map(Arc::new);
     let store = a.store.open_all().await?.remove(0);
     let stream = resolve_stream(store.as_ref(), a.stream.stream.as_deref()).await?;
