@@ -102,7 +102,7 @@ fn logs_exactly_what_qdrant_applied_and_never_the_api_key() {
 }
 
 #[test]
-fn concurrent_writes_to_a_collection_are_logged_in_the_order_qdrant_applied_them() {
+fn conflicting_writes_are_logged_in_the_order_qdrant_applied_them() {
     let Some(q) = Qdrant::start(None) else {
         return;
     };
@@ -116,23 +116,33 @@ fn concurrent_writes_to_a_collection_are_logged_in_the_order_qdrant_applied_them
         &[],
     );
     assert_eq!(s, 200);
-    // Eight clients overwrite the payloads of ten points; each value is unique. Qdrant
-    // numbers its operations in the order it applies them (`operation_id`): in the log's
-    // order those numbers must only grow.
+    // Eight clients write ten points; every value is unique. One write in eight selects its
+    // points by filter, which conflicts with every write to the collection; the others name
+    // one point. Qdrant numbers its operations in the order it applies them
+    // (`operation_id`).
     let workers: Vec<_> = (0..8)
         .map(|t| {
             let a = a.clone();
             std::thread::spawn(move || {
                 let mut ids = Vec::new();
                 for i in 0..40 {
-                    let body = format!(
-                        r#"{{"points":[{{"id":{},"vector":[1.0,0.5],"payload":{{"v":"{t}-{i}"}}}}]}}"#,
-                        (i + t) % 10
-                    );
-                    let (s, b) = http(&a, "PUT", "/collections/c/points?wait=true", Some(&body), &[]);
+                    let v = format!("{t}-{i}");
+                    let (path, body) = if (i + t) % 8 == 0 {
+                        let filter = format!(r#"{{"must":[{{"has_id":[{},{}]}}]}}"#, i % 10, t);
+                        let body = format!(r#"{{"payload":{{"v":"{v}"}},"filter":{filter}}}"#);
+                        ("/collections/c/points/payload?wait=true", body)
+                    } else {
+                        let id = (i + t) % 10;
+                        let body = format!(
+                            r#"{{"points":[{{"id":{id},"vector":[1.0,0.5],"payload":{{"v":"{v}"}}}}]}}"#
+                        );
+                        ("/collections/c/points?wait=true", body)
+                    };
+                    let method = if body.contains("filter") { "POST" } else { "PUT" };
+                    let (s, b) = http(&a, method, path, Some(&body), &[]);
                     assert_eq!(s, 200, "{b}");
                     let r: serde_json::Value = serde_json::from_str(&b).unwrap();
-                    ids.push((format!("{t}-{i}"), r["result"]["operation_id"].as_u64().unwrap()));
+                    ids.push((v, r["result"]["operation_id"].as_u64().unwrap()));
                 }
                 ids
             })
@@ -164,23 +174,46 @@ fn concurrent_writes_to_a_collection_are_logged_in_the_order_qdrant_applied_them
     p.stop();
     let logged = p.logged();
     assert_eq!(logged.len(), 321);
-    let mut last = std::collections::BTreeMap::new();
+    // In log order: (operation_id, the point it names or None for a filter).
     let mut applied = Vec::new();
+    let mut last = std::collections::BTreeMap::new();
     for (_, _, _, body) in &logged[1..] {
+        let v = body["payload"]["v"].as_str().unwrap_or_default();
         let pt = &body["points"][0];
-        let v = pt["payload"]["v"].as_str().unwrap().to_string();
-        applied.push(op_id[&v]);
-        last.insert(pt["id"].as_u64().unwrap(), v);
+        let v = pt["payload"]["v"].as_str().unwrap_or(v).to_string();
+        let point = pt["id"].as_u64();
+        match point {
+            Some(id) => last.insert(id, v.clone()),
+            // The filter names ids: the write is the last for those that exist.
+            None => {
+                for id in body["filter"]["must"][0]["has_id"].as_array().unwrap() {
+                    last.entry(id.as_u64().unwrap())
+                        .and_modify(|old| *old = v.clone());
+                }
+                None
+            }
+        };
+        applied.push((op_id[&v], point));
     }
     assert_eq!(
         last, held,
         "the last write logged per point is what Qdrant holds"
     );
-    let out_of_order = applied.windows(2).filter(|w| w[0] > w[1]).count();
-    assert_eq!(
-        out_of_order, 0,
-        "the log's order is Qdrant's order: {applied:?}"
-    );
+    let mut conflicting_pairs = 0;
+    for (i, (a_op, a_pt)) in applied.iter().enumerate() {
+        for (b_op, b_pt) in &applied[i + 1..] {
+            let conflict = a_pt.is_none() || b_pt.is_none() || a_pt == b_pt;
+            if conflict {
+                conflicting_pairs += 1;
+                assert!(
+                    a_op < b_op,
+                    "conflicting writes logged in another order than Qdrant applied them: \
+                     {a_op} ({a_pt:?}) before {b_op} ({b_pt:?})"
+                );
+            }
+        }
+    }
+    assert!(conflicting_pairs > 10_000, "{conflicting_pairs}");
 }
 
 #[test]

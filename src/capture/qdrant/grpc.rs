@@ -34,9 +34,10 @@ pub fn classify(path: &str, message: &[u8]) -> Option<Mutation> {
         }
         _ => return None,
     };
-    let touches = match string_field_1(message) {
-        Some(c) => Touches::Collection(c),
-        None => Touches::All,
+    let touches = match (string_field_1(message), super::points::grpc(path, message)) {
+        (Some(c), Some(ids)) => Touches::Points(c, ids),
+        (Some(c), None) => Touches::Collection(c),
+        (None, _) => Touches::All,
     };
     Some(Mutation { touches, what })
 }
@@ -88,6 +89,8 @@ mod tests {
         // field 2 varint 1 (wait), then field 1 "docs"
         let msg = [0x10, 0x01, 0x0a, 0x04, b'd', b'o', b'c', b's'];
         let m = classify("/qdrant.Points/Upsert", &msg).unwrap();
+        assert_eq!(m.touches, Touches::Points("docs".into(), vec![]));
+        let m = classify("/qdrant.Points/CreateFieldIndex", &msg).unwrap();
         assert_eq!(m.touches, Touches::Collection("docs".into()));
         assert_eq!(classify("/qdrant.Points/Search", &msg), None);
         assert_eq!(classify("/qdrant.Points/Get", &msg), None);

@@ -18,7 +18,6 @@ use super::grpc::classify;
 use super::proxy::{
     full, grpc_error, join, namespace, strip_hop_headers, Body, Error, Proxy, MAX_BODY,
 };
-use super::rest::Touches;
 use crate::log::Entry;
 
 // gRPC status codes used here.
@@ -81,10 +80,7 @@ pub async fn handle(proxy: &Proxy, upstream: &Uri, req: Request<Incoming>) -> Re
     };
     let m = classify(&path, &message).expect("a mutation method");
     let id = proxy.next_id.fetch_add(1, Ordering::Relaxed);
-    let pass = match &m.touches {
-        Touches::Collection(c) => proxy.gate.keys(id, vec![c.as_bytes().to_vec()]).await,
-        Touches::All => proxy.gate.exclusive(id).await,
-    };
+    let pass = proxy.order.claim(id, &m.touches).await;
     let req = Request::from_parts(parts, full(bytes));
     let resp = match proxy.h2.request(req).await {
         Ok(r) => r,

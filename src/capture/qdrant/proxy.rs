@@ -4,9 +4,10 @@
 //! Every request passes through with its headers (the api-key among them) and a streaming
 //! body. A mutation ([`super::rest::classify`], [`super::grpc::classify`]) is different in
 //! three ways: its body is
-//! read whole (it is what the log keeps); it claims its collection in the gate before it is
-//! forwarded and holds the claim until its record has an LSN, so conflicting writes are
-//! logged in the order Qdrant applied them (promise 3); and its response is held until the
+//! read whole (it is what the log keeps); it claims its points (or its collection, when it
+//! selects by filter) before it is forwarded and holds the claim until its record has an
+//! LSN, so conflicting writes are logged in the order Qdrant applied them (promise 3,
+//! [`super::order`]); and its response is held until the
 //! record is durable (promises 1, 2). A failed request (any status but 2xx) is not logged.
 
 use std::convert::Infallible;
@@ -24,8 +25,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use vecwal_format::Operation;
 
+use super::order::Order;
 use super::rest::{classify, Touches};
-use crate::capture::redis::gate::Gate;
 use crate::log::{Entry, Log};
 use crate::store::{Keyring, Store};
 
@@ -51,7 +52,7 @@ const H2_CONN_WINDOW: u32 = 16 << 20;
 
 pub struct Proxy {
     pub(super) log: Arc<Log>,
-    pub(super) gate: Arc<Gate>,
+    pub(super) order: Arc<Order>,
     pub(super) client: Client<HttpConnector, Body>,
     /// HTTP/2 only, for gRPC.
     pub(super) h2: Client<HttpConnector, Body>,
@@ -75,7 +76,7 @@ pub struct SnapshotStores {
 impl Proxy {
     pub fn new(
         log: Arc<Log>,
-        gate: Arc<Gate>,
+        order: Arc<Order>,
         upstream: Uri,
         upstream_grpc: Option<Uri>,
         snapshots: SnapshotStores,
@@ -90,7 +91,7 @@ impl Proxy {
             .build(HttpConnector::new());
         Arc::new(Proxy {
             log,
-            gate,
+            order,
             client,
             h2,
             upstream,
@@ -186,11 +187,9 @@ impl Proxy {
             .unwrap_or("")
             .to_string();
         let (method, namespace) = (parts.method.to_string(), namespace(&m.touches));
+        let touches = m.touches.narrow(m.what, &bytes);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let pass = match &m.touches {
-            Touches::Collection(c) => self.gate.keys(id, vec![c.as_bytes().to_vec()]).await,
-            Touches::All => self.gate.exclusive(id).await,
-        };
+        let pass = self.order.claim(id, &touches).await;
         let req = Request::from_parts(parts, full(bytes.clone()));
         let resp = match self.client.request(req).await {
             Ok(r) => r,
@@ -307,10 +306,7 @@ pub(super) fn grpc_error(code: u32, msg: &str) -> Response<Body> {
 }
 
 pub(super) fn namespace(t: &Touches) -> String {
-    match t {
-        Touches::Collection(c) => c.clone(),
-        Touches::All => String::new(),
-    }
+    t.collection().unwrap_or_default().to_string()
 }
 
 pub(super) fn full(b: Bytes) -> Body {

@@ -8,10 +8,56 @@
 /// What a mutation touches, for ordering conflicting writes (promise 3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Touches {
-    /// One collection.
+    /// A whole collection: writes by filter, collection and index changes.
     Collection(String),
+    /// Points of one collection by id, sorted ([`super::points`]).
+    Points(String, Vec<super::points::PointKey>),
     /// Collections named in the body (alias changes): ordered against everything.
     All,
+}
+
+impl Touches {
+    /// The collection, unless it is everything.
+    pub fn collection(&self) -> Option<&str> {
+        match self {
+            Touches::Collection(c) | Touches::Points(c, _) => Some(c),
+            Touches::All => None,
+        }
+    }
+
+    /// Whether two writes could see each other's effect, so their order matters.
+    pub fn conflicts(&self, other: &Touches) -> bool {
+        match (self, other) {
+            (Touches::All, _) | (_, Touches::All) => true,
+            _ if self.collection() != other.collection() => false,
+            (Touches::Points(_, a), Touches::Points(_, b)) => intersect(a, b),
+            _ => true,
+        }
+    }
+
+    /// Narrowed to the points `body` names, when it names them by id.
+    pub fn narrow(self, what: &str, body: &[u8]) -> Touches {
+        match self {
+            Touches::Collection(c) => match super::points::rest(what, body) {
+                Some(ids) => Touches::Points(c, ids),
+                None => Touches::Collection(c),
+            },
+            t => t,
+        }
+    }
+}
+
+/// Whether two sorted lists share an element.
+fn intersect<T: Ord>(a: &[T], b: &[T]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
 }
 
 /// A REST request that changes data.
@@ -117,6 +163,19 @@ mod tests {
         ] {
             assert_eq!(classify(m, p), None, "{m} {p}");
         }
+    }
+
+    #[test]
+    fn writes_conflict_when_they_could_see_each_other() {
+        let p =
+            |c: &str, ids: &[u8]| Touches::Points(c.into(), ids.iter().map(|&i| vec![i]).collect());
+        assert!(p("a", &[1, 3]).conflicts(&p("a", &[2, 3])));
+        assert!(!p("a", &[1, 3]).conflicts(&p("a", &[2, 4])));
+        assert!(!p("a", &[1]).conflicts(&p("b", &[1])));
+        assert!(p("a", &[1]).conflicts(&c("a")));
+        assert!(c("a").conflicts(&p("a", &[])));
+        assert!(!c("a").conflicts(&c("b")));
+        assert!(Touches::All.conflicts(&p("b", &[])));
     }
 
     #[test]

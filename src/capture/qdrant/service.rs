@@ -8,9 +8,9 @@ use std::time::Duration;
 use http::Uri;
 use tokio::task::JoinHandle;
 
+use super::order::Order;
 use super::proxy::{bind, Proxy, SnapshotStores};
 use super::snapshot::take_all;
-use crate::capture::redis::gate::Gate;
 use crate::log::Log;
 use crate::ship::{ShipConfig, Shipper};
 use crate::store::{Keyring, Store};
@@ -83,7 +83,7 @@ impl RunningQdrantProxy {
         // One proxy for both ports: REST and gRPC writes to a collection share one order.
         let proxy = Proxy::new(
             log.clone(),
-            Gate::new(),
+            Order::new(),
             opts.upstream_http,
             opts.grpc.map(|(_, up)| up),
             SnapshotStores {

@@ -1,7 +1,7 @@
 //! Aligned collection snapshots through the proxy (promise 5).
 //!
 //! `POST /vecwal/snapshot?collection=C` to the proxy's REST port (what `vecwal snapshot
-//! qdrant` sends) claims collection C in the gate, so no write to C is in flight through
+//! qdrant` sends) claims collection C ([`super::order`]), so no write to C is in flight through
 //! the proxy and the log's last LSN is exactly what C holds; asks Qdrant for a collection
 //! snapshot (`wait=true`); lets writes to C go once Qdrant has made it; downloads it,
 //! deletes it from Qdrant, and stores it with its SHA-256 as the base of C's records at that
@@ -13,6 +13,7 @@ use http_body_util::BodyExt;
 use vecwal_format::Operation;
 
 use super::proxy::{full, join, Proxy};
+use super::rest::Touches;
 use crate::catalog::SnapshotManifest;
 use crate::log::{now_us, Entry};
 use crate::snapshot::{put_snapshot, SnapshotPoint};
@@ -31,8 +32,8 @@ pub async fn take(
         .next_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let pass = proxy
-        .gate
-        .keys(id, vec![collection.as_bytes().to_vec()])
+        .order
+        .claim(id, &Touches::Collection(collection.to_string()))
         .await;
     let (lsn, time_us) = proxy.log.last_appended();
     let created = call(
