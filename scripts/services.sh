@@ -37,9 +37,10 @@ PY
 "$redis_server" --version >/dev/null
 
 # The official Qdrant Python client, run by the tests through the proxy (REST and gRPC).
-if ! "$root/venv/bin/python" -c 'import qdrant_client' 2>/dev/null; then
+# The tests use update_mode (conditional upserts); 1.20 has it.
+if ! "$root/venv/bin/python" -c 'from qdrant_client.models import UpdateMode' 2>/dev/null; then
     echo "installing the Qdrant Python client (PyPI qdrant-client)" >&2
-    "$root/venv/bin/pip" install --quiet --disable-pip-version-check 'qdrant-client>=1.12,<2' >&2
+    "$root/venv/bin/pip" install --quiet --disable-pip-version-check 'qdrant-client>=1.20,<2' >&2
 fi
 
 echo "export WEED_BIN=$root/venv/bin/weed"

@@ -1,6 +1,9 @@
 """A workload of the official Qdrant Python client, through the vecwal proxy: REST and
 gRPC clients at once, named dense and sparse vectors, payloads, a delete by filter, a
-field index, and reads over both. Prints what it read as one JSON line."""
+field index, and reads over both. Prints what it read as one JSON line.
+
+MODE=grpc-random (with COLLECTION, SEED, COUNT): random gRPC writes for the differential
+restore test instead."""
 
 import json
 import os
@@ -18,32 +21,96 @@ except TypeError:  # clients before check_compatibility
     grpc = QdrantClient(grpc_port=grpc_port, prefer_grpc=True, **common)
 
 
-def point(i):
+def vec4(rng):
+    return [round(rng.uniform(-1, 1), 3) for _ in range(4)]
+
+
+def point(i, rng=None):
+    """Point i: fixed when no rng is given, random otherwise."""
+    if rng is None:
+        dense, n, city = [0.1 * (i % 7), 0.2, 0.3 + 0.01 * i, 0.4], i, None
+    else:
+        dense, n, city = vec4(rng), rng.randrange(100), rng.choice(["Oslo", "Rome", "Lima"])
+    payload = {"n": n, "group": "a" if i % 2 else "b"}
+    if city:
+        payload["city"] = city
     return models.PointStruct(
         id=i,
         vector={
-            "dense": [0.1 * (i % 7), 0.2, 0.3 + 0.01 * i, 0.4],
+            "dense": dense,
             "sparse": models.SparseVector(indices=[i, i + 1], values=[0.5, 0.25]),
         },
-        payload={"n": i, "group": "a" if i % 2 else "b"},
+        payload=payload,
     )
 
 
-if os.environ.get("MODE") == "grpc-phase":
-    # Writes over gRPC only, into a collection that exists (the differential restore test).
+if os.environ.get("MODE") == "grpc-random":
+    # Random writes over gRPC into a collection that exists, on the same points as the
+    # REST writers of the differential restore test, which run at the same time.
+    import random
+
     c = os.environ["COLLECTION"]
-    grpc.upsert(c, points=[point(i) for i in range(100, 110)])
-    grpc.set_payload(c, payload={"grpc": 1}, points=[100, 101, 102])
-    grpc.delete(
-        c,
-        points_selector=models.FilterSelector(
-            filter=models.Filter(
-                must=[models.FieldCondition(key="n", match=models.MatchValue(value=104))]
-            )
-        ),
-    )
-    grpc.overwrite_payload(c, payload={"n": 1, "group": "z"}, points=[105])
-    print(json.dumps({"ok": True}))
+    rng = random.Random(int(os.environ["SEED"]))
+    writes = 0
+    for _ in range(int(os.environ["COUNT"])):
+        i = rng.randrange(40)
+        wait = rng.randrange(4) != 0
+        kind = rng.randrange(9)
+        try:
+            if kind <= 2:
+                pts = [point((i + k) % 40, rng) for k in range(3)]
+                extra = {}
+                if rng.randrange(3) == 0:
+                    extra["update_filter"] = models.Filter(
+                        must=[models.FieldCondition(key="n", range=models.Range(lt=50))]
+                    )
+                if rng.randrange(4) == 0:
+                    extra["update_mode"] = rng.choice(
+                        [models.UpdateMode.INSERT_ONLY, models.UpdateMode.UPDATE_ONLY]
+                    )
+                grpc.upsert(c, points=pts, wait=wait, **extra)
+            elif kind == 3:
+                grpc.delete(c, points_selector=models.PointIdsList(points=[i]), wait=wait)
+            elif kind == 4:
+                grpc.delete(
+                    c,
+                    points_selector=models.FilterSelector(
+                        filter=models.Filter(
+                            must=[
+                                models.FieldCondition(key="city", match=models.MatchValue(value="Oslo")),
+                                models.FieldCondition(key="n", range=models.Range(gt=90)),
+                            ]
+                        )
+                    ),
+                    wait=wait,
+                )
+            elif kind == 5:
+                grpc.set_payload(c, payload={"grpc": rng.randrange(9)}, points=[i], wait=wait)
+            elif kind == 6:
+                grpc.overwrite_payload(
+                    c,
+                    payload={"n": rng.randrange(100), "city": "Rome"},
+                    points=models.FilterSelector(
+                        filter=models.Filter(
+                            must=[models.FieldCondition(key="n", range=models.Range(lt=5))]
+                        )
+                    ),
+                    wait=wait,
+                )
+            elif kind == 7:
+                grpc.update_vectors(
+                    c,
+                    points=[models.PointVectors(id=i, vector={"dense": vec4(rng)})],
+                    wait=wait,
+                )
+            else:
+                # Dense: see the REST workload on Qdrant's deleted sparse postings.
+                grpc.delete_vectors(c, vectors=["dense"], points=[i], wait=wait)
+            writes += 1
+        except Exception as e:  # a change to a missing point: refused, not logged
+            if "No point" not in str(e):
+                raise
+    print(json.dumps({"writes": writes}))
     raise SystemExit(0)
 
 rest.create_collection(

@@ -72,6 +72,25 @@ impl Proxied {
         }
     }
 
+    /// How many gRPC requests were logged.
+    pub fn logged_grpc(&self) -> usize {
+        self.rt.block_on(async {
+            let plan = restore::plan(self.store.as_ref(), "qdrant", Target::Latest, None, true)
+                .await
+                .unwrap();
+            let mut rx = restore::records(self.store.clone(), &plan, None);
+            let mut n = 0;
+            while let Some(b) = rx.recv().await {
+                n += b
+                    .unwrap()
+                    .iter()
+                    .filter(|r| r.kind == vecwal_format::Kind::QdrantGrpc)
+                    .count();
+            }
+            n
+        })
+    }
+
     /// (collection, method, path, body) of every logged request.
     pub fn logged(&self) -> Vec<(String, String, String, serde_json::Value)> {
         self.rt.block_on(async {

@@ -53,11 +53,7 @@ impl Order {
             return claim;
         };
         claim._shared = Some(self.all.clone().read_owned().await);
-        let gate = self
-            .lock()
-            .entry(c.to_string())
-            .or_default()
-            .clone();
+        let gate = self.lock().entry(c.to_string()).or_default().clone();
         // Held in the claim before waiting: a claim dropped while it waits still lets
         // the gate go.
         claim.gate = Some((c.to_string(), gate.clone()));
