@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 
 from qdrant_client import QdrantClient, models
@@ -17,6 +18,8 @@ P_HTTP, P_GRPC = int(os.environ["P_HTTP"]), int(os.environ["P_GRPC"])
 DIM, BATCH = 384, 100
 BATCHES = int(os.environ.get("BATCHES", "40"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
+# Concurrent clients writing one collection (different points): 1, then this many.
+CLIENTS = int(os.environ.get("CLIENTS", "4"))
 rng = random.Random(7)
 
 
@@ -42,51 +45,70 @@ def batches(n, start):
     return out
 
 
-def run(c, collection, data):
+def run(cs, collection, data):
+    """Upserts `data` into `collection` from one thread per client of `cs`, which share
+    the batches; points/s and p99 batch latency (ms)."""
     lat = []
+
+    def work(c, part):
+        for pts in part:
+            t = time.perf_counter()
+            c.upsert(collection, points=pts, wait=True)
+            lat.append(time.perf_counter() - t)
+
+    threads = [
+        threading.Thread(target=work, args=(c, data[i :: len(cs)])) for i, c in enumerate(cs)
+    ]
     t0 = time.perf_counter()
-    for pts in data:
-        t = time.perf_counter()
-        c.upsert(collection, points=pts, wait=True)
-        lat.append(time.perf_counter() - t)
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
     total = time.perf_counter() - t0
     lat.sort()
     return len(data) * BATCH / total, lat[int(len(lat) * 0.99) - 1] * 1000
 
 
 admin = client(Q_HTTP, Q_GRPC, False)
-configs = {
-    ("REST", "direct"): client(Q_HTTP, Q_GRPC, False),
-    ("REST", "proxy"): client(P_HTTP, P_GRPC, False),
-    ("gRPC", "direct"): client(Q_HTTP, Q_GRPC, True),
-    ("gRPC", "proxy"): client(P_HTTP, P_GRPC, True),
+ENDPOINTS = {
+    ("REST", "direct"): (Q_HTTP, Q_GRPC, False),
+    ("REST", "proxy"): (P_HTTP, P_GRPC, False),
+    ("gRPC", "direct"): (Q_HTTP, Q_GRPC, True),
+    ("gRPC", "proxy"): (P_HTTP, P_GRPC, True),
 }
-results = {k: [] for k in configs}
 next_id = 0
-for r in range(ROUNDS):
-    for (proto, path), c in configs.items():
-        name = f"b_{proto}_{path}_{r}".lower()
-        admin.create_collection(name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
-        data = batches(BATCHES, next_id)
-        next_id += BATCHES * BATCH
-        results[(proto, path)].append(run(c, name, data))
-        admin.delete_collection(name)
-
-print(f"upsert: {BATCHES} batches of {BATCH} points, {DIM}-dim, wait=true, {ROUNDS} interleaved rounds (median)")
-for proto in ("REST", "gRPC"):
-    row = {}
-    for path in ("direct", "proxy"):
-        rs = sorted(results[(proto, path)])
-        pps = sorted(x[0] for x in rs)[len(rs) // 2]
-        p99 = sorted(x[1] for x in rs)[len(rs) // 2]
-        row[path] = (pps, p99)
-        print(f"  {proto:4} {path:6}: {pps:9.0f} points/s   p99 {p99:7.1f} ms per batch")
-    print(f"  {proto:4} proxy/direct: {row['proxy'][0] / row['direct'][0]:.2f}x")
+for n_clients in (1, CLIENTS):
+    configs = {k: [client(*e) for _ in range(n_clients)] for k, e in ENDPOINTS.items()}
+    results = {k: [] for k in configs}
+    for r in range(ROUNDS):
+        for (proto, path), cs in configs.items():
+            name = f"b_{proto}_{path}_{n_clients}_{r}".lower()
+            admin.create_collection(
+                name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
+            )
+            data = batches(BATCHES, next_id)
+            next_id += BATCHES * BATCH
+            results[(proto, path)].append(run(cs, name, data))
+            admin.delete_collection(name)
+    print(
+        f"upsert: {BATCHES} batches of {BATCH} points, {DIM}-dim, wait=true, "
+        f"{n_clients} client(s) on one collection, {ROUNDS} interleaved rounds (median)"
+    )
+    for proto in ("REST", "gRPC"):
+        row = {}
+        for path in ("direct", "proxy"):
+            rs = results[(proto, path)]
+            pps = sorted(x[0] for x in rs)[len(rs) // 2]
+            p99 = sorted(x[1] for x in rs)[len(rs) // 2]
+            row[path] = (pps, p99)
+            print(f"  {proto:4} {path:6}: {pps:9.0f} points/s   p99 {p99:7.1f} ms per batch")
+        print(f"  {proto:4} proxy/direct: {row['proxy'][0] / row['direct'][0]:.2f}x")
+    sys.stdout.flush()
 
 # Restore: the same points upserted directly, against `vecwal restore qdrant` of them.
 # Through a second proxy with a stream of its own: the restore reads only these records.
 rest_proxy = client(int(os.environ["P2_HTTP"]), int(os.environ["P2_GRPC"]), False)
-rest_direct = configs[("REST", "direct")]
+rest_direct = client(Q_HTTP, Q_GRPC, False)
 rest_proxy.create_collection("restore_src", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
 data = batches(BATCHES * 2, 10_000_000)
 for pts in data:
