@@ -1,4 +1,5 @@
-//! Which Qdrant gRPC calls change data, and the collection a request names.
+//! Which Qdrant gRPC calls change data, the collection a request names, and the few lines
+//! of protobuf reading that needs (here and in [`super::points`], and for the restore).
 //!
 //! Every mutating request message of Qdrant's API (`qdrant.Points`, `qdrant.Collections`)
 //! carries the collection name as protobuf field 1 (a string), so reading that one field is
@@ -44,28 +45,58 @@ pub fn classify(path: &str, message: &[u8]) -> Option<Mutation> {
 
 /// Field 1 of a protobuf message if it is a length-delimited UTF-8 string; malformed
 /// input gives `None`, never a panic.
-pub fn string_field_1(mut m: &[u8]) -> Option<String> {
+pub fn string_field_1(m: &[u8]) -> Option<String> {
+    let mut found = None;
+    // Stops at the first field 1 (the callback's `None` ends the walk).
+    let _ = walk(m, |field, v| match v {
+        Value::Bytes(b) if field == 1 => {
+            found = String::from_utf8(b.to_vec()).ok();
+            None
+        }
+        _ => Some(()),
+    });
+    found
+}
+
+/// One field of a protobuf message.
+pub enum Value<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Fixed,
+}
+
+/// Calls `f` with every field of the protobuf message `m`; `None` when `m` is malformed
+/// or `f` says so.
+pub fn walk<'a>(mut m: &'a [u8], mut f: impl FnMut(u64, Value<'a>) -> Option<()>) -> Option<()> {
     while !m.is_empty() {
         let (key, n) = varint(m)?;
         m = &m[n..];
-        let (field, wire) = (key >> 3, key & 7);
-        match wire {
-            0 => m = &m[varint(m)?.1..],
-            1 => m = m.get(8..)?,
-            5 => m = m.get(4..)?,
+        let value = match key & 7 {
+            0 => {
+                let (v, n) = varint(m)?;
+                m = &m[n..];
+                Value::Varint(v)
+            }
+            1 => {
+                m = m.get(8..)?;
+                Value::Fixed
+            }
+            5 => {
+                m = m.get(4..)?;
+                Value::Fixed
+            }
             2 => {
                 let (len, n) = varint(m)?;
-                let len = usize::try_from(len).ok()?;
-                let body = m.get(n..n.checked_add(len)?)?;
-                if field == 1 {
-                    return String::from_utf8(body.to_vec()).ok();
-                }
-                m = &m[n + len..];
+                let end = n.checked_add(usize::try_from(len).ok()?)?;
+                let b = m.get(n..end)?;
+                m = &m[end..];
+                Value::Bytes(b)
             }
             _ => return None,
-        }
+        };
+        f(key >> 3, value)?;
     }
-    None
+    Some(())
 }
 
 /// A protobuf varint at the start of `b`: its value and length.

@@ -15,7 +15,7 @@
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::grpc::varint;
+use super::grpc::{walk, Value};
 
 /// A point id in canonical form.
 pub type PointKey = Vec<u8>;
@@ -253,46 +253,6 @@ fn point_id(id: &[u8]) -> Option<PointKey> {
         Some(())
     })?;
     key
-}
-
-enum Value<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
-    Fixed,
-}
-
-/// Calls `f` with every field of the protobuf message `m`; `None` when `m` is malformed
-/// or `f` says so.
-fn walk<'a>(mut m: &'a [u8], mut f: impl FnMut(u64, Value<'a>) -> Option<()>) -> Option<()> {
-    while !m.is_empty() {
-        let (key, n) = varint(m)?;
-        m = &m[n..];
-        let value = match key & 7 {
-            0 => {
-                let (v, n) = varint(m)?;
-                m = &m[n..];
-                Value::Varint(v)
-            }
-            1 => {
-                m = m.get(8..)?;
-                Value::Fixed
-            }
-            5 => {
-                m = m.get(4..)?;
-                Value::Fixed
-            }
-            2 => {
-                let (len, n) = varint(m)?;
-                let end = n.checked_add(usize::try_from(len).ok()?)?;
-                let b = m.get(n..end)?;
-                m = &m[end..];
-                Value::Bytes(b)
-            }
-            _ => return None,
-        };
-        f(key >> 3, value)?;
-    }
-    Some(())
 }
 
 /// Calls `f` with every length-delimited occurrence of `field`; a malformed message, or

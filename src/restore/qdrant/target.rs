@@ -9,7 +9,7 @@ use hyper_util::rt::TokioExecutor;
 use vecwal_format::{Kind, Operation, Record};
 
 use super::QdrantTarget;
-use crate::capture::qdrant::grpc::varint;
+use crate::capture::qdrant::grpc::{varint, walk, Value};
 use crate::capture::qdrant::snapshot::percent;
 use crate::restore::RestoreError;
 
@@ -294,31 +294,14 @@ fn rest_waits(pq: &str) -> bool {
 /// Whether a gRPC `qdrant.Points` write waited: its field 2 (`optional bool wait`, false
 /// when absent), the last occurrence counting.
 fn grpc_waits(m: &[u8]) -> bool {
-    let mut rest = m;
     let mut wait = false;
-    while let Some((key, n)) = varint(rest) {
-        rest = &rest[n..];
-        let len = match key & 7 {
-            0 => match varint(rest) {
-                Some((v, n)) => {
-                    if key >> 3 == 2 {
-                        wait = v != 0;
-                    }
-                    n
-                }
-                None => break,
-            },
-            1 => 8,
-            5 => 4,
-            2 => match varint(rest).and_then(|(l, n)| n.checked_add(usize::try_from(l).ok()?)) {
-                Some(len) => len,
-                None => break,
-            },
-            _ => break,
-        };
-        let Some(r) = rest.get(len..) else { break };
-        rest = r;
-    }
+    // A malformed message waits as far as it could be read.
+    let _ = walk(m, |field, v| {
+        if let (2, Value::Varint(w)) = (field, v) {
+            wait = w != 0;
+        }
+        Some(())
+    });
     wait
 }
 
