@@ -80,7 +80,8 @@ pub async fn handle(proxy: &Proxy, upstream: &Uri, req: Request<Incoming>) -> Re
     };
     let m = classify(&path, &message).expect("a mutation method");
     let id = proxy.next_id.fetch_add(1, Ordering::Relaxed);
-    let pass = proxy.order.claim(id, &m.touches).await;
+    let ns = namespace(&m.touches);
+    let pass = proxy.order.claim(id, m.touches).await;
     let req = Request::from_parts(parts, full(bytes));
     let resp = match proxy.h2.request(req).await {
         Ok(r) => r,
@@ -125,7 +126,7 @@ pub async fn handle(proxy: &Proxy, upstream: &Uri, req: Request<Incoming>) -> Re
         path: path.clone(),
         message: message.to_vec(),
     };
-    let durable = match Entry::new(namespace(&m.touches), &op) {
+    let durable = match Entry::new(ns, &op) {
         Ok(e) => proxy.log.append(e),
         Err(e) => return grpc_error(INTERNAL, &format!("vecwal: {e}")),
     };

@@ -40,7 +40,7 @@ impl Order {
 
     /// Claims what `touches` names for write `id` (unique per write), waiting while a
     /// conflicting write is in flight.
-    pub async fn claim(self: &Arc<Order>, id: u64, touches: &Touches) -> Claim {
+    pub async fn claim(self: &Arc<Order>, id: u64, touches: Touches) -> Claim {
         let mut claim = Claim {
             order: self.clone(),
             pass: None,
@@ -58,7 +58,7 @@ impl Order {
         // the gate go.
         claim.gate = Some((c.to_string(), gate.clone()));
         claim.pass = Some(match touches {
-            Touches::Points(_, ids) => gate.keys(id, ids.clone()).await,
+            Touches::Points(_, ids) => gate.keys(id, ids).await,
             _ => gate.exclusive(id).await,
         });
         claim
@@ -116,37 +116,37 @@ mod tests {
     #[tokio::test]
     async fn writes_to_other_points_go_concurrently_and_conflicts_wait() {
         let o = Order::new();
-        let a = now(o.claim(1, &pts("c", &[1, 2]))).expect("free");
-        let _b = now(o.claim(2, &pts("c", &[3]))).expect("other points: not held");
-        let _d = now(o.claim(3, &pts("d", &[1]))).expect("other collection: not held");
+        let a = now(o.claim(1, pts("c", &[1, 2]))).expect("free");
+        let _b = now(o.claim(2, pts("c", &[3]))).expect("other points: not held");
+        let _d = now(o.claim(3, pts("d", &[1]))).expect("other collection: not held");
         assert!(
-            now(o.claim(4, &pts("c", &[2, 9]))).is_none(),
+            now(o.claim(4, pts("c", &[2, 9]))).is_none(),
             "point 2 is held"
         );
-        assert!(now(o.claim(5, &coll("c"))).is_none(), "a filter waits");
-        assert!(now(o.claim(6, &Touches::All)).is_none(), "aliases wait");
+        assert!(now(o.claim(5, coll("c"))).is_none(), "a filter waits");
+        assert!(now(o.claim(6, Touches::All)).is_none(), "aliases wait");
         drop(a);
-        let _e = now(o.claim(7, &pts("c", &[2]))).expect("point 2 released");
+        let _e = now(o.claim(7, pts("c", &[2]))).expect("point 2 released");
     }
 
     #[tokio::test]
     async fn a_collection_claim_holds_its_points_and_nothing_else() {
         let o = Order::new();
-        let f = now(o.claim(1, &coll("c"))).expect("free");
-        assert!(now(o.claim(2, &pts("c", &[1]))).is_none());
-        let _other = now(o.claim(3, &pts("d", &[1]))).expect("another collection");
+        let f = now(o.claim(1, coll("c"))).expect("free");
+        assert!(now(o.claim(2, pts("c", &[1]))).is_none());
+        let _other = now(o.claim(3, pts("d", &[1]))).expect("another collection");
         drop(f);
-        let _p = now(o.claim(4, &pts("c", &[1]))).expect("released");
+        let _p = now(o.claim(4, pts("c", &[1]))).expect("released");
     }
 
     #[tokio::test]
     async fn waiting_claims_are_woken_in_turn() {
         let o = Order::new();
-        let first = o.claim(1, &pts("c", &[1])).await;
+        let first = o.claim(1, pts("c", &[1])).await;
         let waiter = tokio::spawn({
             let o = o.clone();
             async move {
-                let _c = o.claim(2, &coll("c")).await;
+                let _c = o.claim(2, coll("c")).await;
             }
         });
         tokio::task::yield_now().await;
@@ -162,11 +162,11 @@ mod tests {
     async fn gates_of_collections_nobody_holds_are_freed() {
         let o = Order::new();
         for i in 0..100u64 {
-            let _c = o.claim(i, &pts(&format!("c{i}"), &[1])).await;
+            let _c = o.claim(i, pts(&format!("c{i}"), &[1])).await;
         }
         // A claim dropped while it waits frees its gate too.
-        let held = o.claim(200, &coll("x")).await;
-        assert!(now(o.claim(201, &coll("x"))).is_none());
+        let held = o.claim(200, coll("x")).await;
+        assert!(now(o.claim(201, coll("x"))).is_none());
         drop(held);
         assert_eq!(o.collections_held(), 0);
     }

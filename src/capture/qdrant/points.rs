@@ -25,10 +25,7 @@ pub type PointKey = Vec<u8>;
 pub fn rest(what: &str, body: &[u8]) -> Option<Vec<PointKey>> {
     let mut keys = Vec::new();
     match what {
-        "upsert points" => serde_json::from_slice::<Upsert>(body)
-            .ok()?
-            .keys(&mut keys)?,
-        "update vectors" => serde_json::from_slice::<Upsert>(body)
+        "upsert points" | "update vectors" => serde_json::from_slice::<Upsert>(body)
             .ok()?
             .keys(&mut keys)?,
         "delete points" | "delete vectors" | "set payload" | "overwrite payload"

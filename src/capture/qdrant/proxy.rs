@@ -47,8 +47,8 @@ const HOP: [header::HeaderName; 6] = [
 ];
 
 /// HTTP/2 flow-control windows, both ways (see `Proxy::new`).
-const H2_STREAM_WINDOW: u32 = 4 << 20;
-const H2_CONN_WINDOW: u32 = 16 << 20;
+pub(crate) const H2_STREAM_WINDOW: u32 = 4 << 20;
+pub(crate) const H2_CONN_WINDOW: u32 = 16 << 20;
 
 pub struct Proxy {
     pub(super) log: Arc<Log>,
@@ -189,7 +189,7 @@ impl Proxy {
         let (method, namespace) = (parts.method.to_string(), namespace(&m.touches));
         let touches = m.touches.narrow(m.what, &bytes);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let pass = self.order.claim(id, &touches).await;
+        let pass = self.order.claim(id, touches).await;
         let req = Request::from_parts(parts, full(bytes.clone()));
         let resp = match self.client.request(req).await {
             Ok(r) => r,

@@ -33,7 +33,7 @@ pub async fn take(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let pass = proxy
         .order
-        .claim(id, &Touches::Collection(collection.to_string()))
+        .claim(id, Touches::Collection(collection.to_string()))
         .await;
     let (lsn, time_us) = proxy.log.last_appended();
     let created = call(

@@ -45,8 +45,8 @@ pub struct Summary {
     pub records_applied: u64,
     /// Records of other collections (and alias changes), not applied.
     pub records_skipped: u64,
-    /// `wait=false` writes whose apply failed, in the replay as (necessarily) in the
-    /// original: Qdrant had acknowledged them before applying them.
+    /// Writes that did not wait (no `wait=true`) whose apply failed, in the replay as
+    /// (necessarily) in the original: Qdrant had acknowledged them before applying them.
     pub failed_unwaited: u64,
     pub final_lsn: u64,
     pub final_time_us: i64,
@@ -213,10 +213,14 @@ pub async fn replay_window(
     let started = Instant::now();
     let mut pipe = target.map(|t| Pipeline::new(Arc::new(Target::new(t))));
     let mut s = ReplaySummary::default();
-    let mut errors = Vec::new();
+    // Counted, and the first few kept: a long replay may meet many refusals.
+    let (mut errors, mut first_errors) = (0u64, Vec::new());
     let mut done = |outcome: Result<Applied, RestoreError>| {
         if let Err(e) = outcome {
-            errors.push(e);
+            errors += 1;
+            if first_errors.len() < 5 {
+                first_errors.push(e.to_string());
+            }
         }
         Ok(())
     };
@@ -248,8 +252,7 @@ pub async fn replay_window(
     if let Some(pipe) = &mut pipe {
         pipe.finish(&mut done).await?;
     }
-    s.errors = errors.len() as u64;
-    s.first_errors = errors.iter().take(5).map(|e| e.to_string()).collect();
+    (s.errors, s.first_errors) = (errors, first_errors);
     s.elapsed = started.elapsed();
     Ok(s)
 }

@@ -10,6 +10,7 @@ use vecwal_format::{Kind, Operation, Record};
 
 use super::QdrantTarget;
 use crate::capture::qdrant::grpc::{varint, walk, Value};
+use crate::capture::qdrant::proxy;
 use crate::capture::qdrant::snapshot::percent;
 use crate::restore::RestoreError;
 
@@ -34,8 +35,8 @@ impl Target {
             // Up to `pipeline::DEPTH` calls share one connection: windows as the proxy's.
             h2: Client::builder(TokioExecutor::new())
                 .http2_only(true)
-                .http2_initial_stream_window_size(4 << 20)
-                .http2_initial_connection_window_size(16 << 20)
+                .http2_initial_stream_window_size(proxy::H2_STREAM_WINDOW)
+                .http2_initial_connection_window_size(proxy::H2_CONN_WINDOW)
                 .build(HttpConnector::new()),
         }
     }
@@ -48,7 +49,7 @@ impl Target {
         content_type: &str,
         body: Bytes,
     ) -> Result<(u16, Bytes), RestoreError> {
-        let uri = crate::capture::qdrant::proxy::join(&self.t.rest, pq).map_err(apply_err)?;
+        let uri = proxy::join(&self.t.rest, pq).map_err(apply_err)?;
         let method = Method::from_bytes(method.as_bytes()).map_err(|e| apply_err(e.to_string()))?;
         let mut req = Request::builder().method(method).uri(uri);
         if !content_type.is_empty() {
@@ -80,7 +81,7 @@ impl Target {
         let base = self.t.grpc.as_ref().ok_or_else(|| {
             apply_err("the log holds gRPC requests: give the target's gRPC address (--target-grpc)")
         })?;
-        let uri = crate::capture::qdrant::proxy::join(base, path).map_err(apply_err)?;
+        let uri = proxy::join(base, path).map_err(apply_err)?;
         let mut framed = Vec::with_capacity(message.len() + 5);
         framed.push(0);
         framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
