@@ -3,7 +3,9 @@
 //! The modules follow the data's way from capture to restore (see DESIGN.md §4):
 //! - [`log`]: the local durable log: append with group commit, roll, seal, recovery,
 //!   memory-mapped readers and verification.
-//! - [`capture`]: where writes enter: RESP framing, the Redis proxy, the replication client.
+//! - [`protocol`]: the wire both capture and restore speak: RESP, a Redis client and its
+//!   command table, protobuf walking, HTTP plumbing, what a Qdrant request does.
+//! - [`capture`]: where writes enter: the Redis proxy and tap, the Qdrant proxy.
 //! - [`time`]: parsing operator-given times (RFC 3339, relative `-15m`) and durations.
 //! - [`ship`]: shipping sealed segments to stores, with the spool, retries and heartbeats.
 //! - [`store`]: one store trait, a local-directory and an S3 backend, encryption keys.
@@ -20,6 +22,7 @@ pub mod catalog;
 pub mod cli;
 pub mod fsutil;
 pub mod log;
+pub mod protocol;
 pub mod restore;
 pub mod ship;
 pub mod snapshot;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::{Conn, Redis};
-use vecwal::capture::resp::encode_command;
+use vecwal::protocol::resp::encode_command;
 
 const PASSWORD: &str = "pw-7f3a9c-never-log-me";
 const WRONG: &str = "wrong-5d1e2b-never-log-me";

@@ -71,7 +71,7 @@ fn logs_exactly_the_writes_redis_applied_in_deterministic_form() {
     // Pipelined writes: every reply, in order.
     let mut pipe = Vec::new();
     for i in 0..50 {
-        pipe.extend(vecwal::capture::resp::encode_command(&[
+        pipe.extend(vecwal::protocol::resp::encode_command(&[
             b"RPUSH".to_vec(),
             b"list".to_vec(),
             i.to_string().into_bytes(),
@@ -179,7 +179,7 @@ fn conflicting_writes_from_many_connections_are_logged_in_redis_order() {
                     let mut pipe = Vec::new();
                     for i in 0..25 {
                         let key = if (round + i) % 3 == 0 { "k2" } else { "k" };
-                        pipe.extend(vecwal::capture::resp::encode_command(&[
+                        pipe.extend(vecwal::protocol::resp::encode_command(&[
                             b"APPEND".to_vec(),
                             key.as_bytes().to_vec(),
                             vec![b'a' + t],
@@ -283,7 +283,7 @@ fn odd_pipelines_and_refused_transaction_commands_keep_logging_straight() {
     let mut c = p.conn();
     words(&mut c, &["RPUSH", "l", "a"]);
     // A blocking pop pipelined before a keyspace-wide write: both answered, nothing stuck.
-    let enc = vecwal::capture::resp::encode_command;
+    let enc = vecwal::protocol::resp::encode_command;
     let mut pipe = enc(&[b"BLPOP".to_vec(), b"l".to_vec(), b"0".to_vec()]);
     pipe.extend(enc(&[b"FLUSHDB".to_vec()]));
     let r = c.raw_pipeline(&pipe, 2);

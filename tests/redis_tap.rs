@@ -17,9 +17,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vecwal::capture::redis::client::RedisTarget;
 use vecwal::capture::redis::tap::{RunningTap, Started, TapOptions};
 use vecwal::log::{Log, LogConfig};
+use vecwal::protocol::redis_client::RedisTarget;
 use vecwal::ship::ShipConfig;
 use vecwal::store::{FsStore, Store};
 

@@ -2,7 +2,7 @@
 //! whole and exactly; every strict prefix asks for more bytes; no input panics.
 
 use proptest::prelude::*;
-use vecwal::capture::resp::{encode_command, parse_command, scan};
+use vecwal::protocol::resp::{encode_command, parse_command, scan};
 
 /// A RESP3 value, as bytes, built from a random tree.
 #[derive(Debug, Clone)]

@@ -1,8 +1,6 @@
-//! Capture front ends: where writes enter vecwal. The RESP framing and value decoding,
-//! the Redis replication client, and the Redis proxy.
+//! Capture front ends: where writes enter vecwal. The Redis replication client, the Redis
+//! proxy and tap, and the Qdrant proxy. The protocols they speak are in [`crate::protocol`].
 
 pub mod qdrant;
 pub mod redis;
 pub mod redis_repl;
-pub mod resp;
-pub mod resp_value;

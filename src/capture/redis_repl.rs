@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::resp::{encode_command, parse_command, scan};
+use crate::protocol::resp::{encode_command, parse_command, scan};
 
 /// Largest RDB accepted from a master in one full sync.
 pub const MAX_RDB: usize = 64 << 30;

@@ -7,8 +7,8 @@ use anyhow::Context;
 
 use super::capture_args::{shutdown_signal, CaptureArgs};
 use crate::capture::qdrant::service::{QdrantProxyOptions, RunningQdrantProxy};
-use crate::capture::redis::client::RedisTarget;
 use crate::capture::redis::service::{ProxyOptions, RunningProxy};
+use crate::protocol::redis_client::RedisTarget;
 
 /// Run a capture proxy in front of a database.
 #[derive(Debug, clap::Args)]

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::store_args::{resolve_stream, CryptArgs, StoreArgs, StreamArg};
-use crate::capture::redis::client::RedisTarget;
-use crate::capture::redis::commands::CommandTable;
+use crate::protocol::redis_client::RedisTarget;
+use crate::protocol::redis_commands::CommandTable;
 use crate::restore::replay::{for_each_chosen, replay, Filter, ReplayOptions};
 use crate::restore::window_plan;
 use crate::time::{format_us, parse_time};

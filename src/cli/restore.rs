@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::store_args::{resolve_stream, CryptArgs, StoreArgs, StreamArg};
-use crate::capture::redis::client::RedisTarget;
+use crate::protocol::redis_client::RedisTarget;
 use crate::restore::to_dir::{Scratch, ScratchServer};
 use crate::restore::{self, redis::Progress, Target};
 use crate::time::{format_us, parse_time};

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use crate::capture::redis::client::RedisTarget;
-use crate::capture::resp_value::Value;
+use crate::protocol::redis_client::RedisTarget;
+use crate::protocol::resp_value::Value;
 
 /// Take a base snapshot now.
 #[derive(Debug, clap::Args)]
@@ -45,11 +45,11 @@ async fn run_qdrant(a: QdrantArgs) -> anyhow::Result<ExitCode> {
         .proxy
         .parse()
         .map_err(|e| anyhow::anyhow!("--proxy: {e}"))?;
-    let uri = crate::capture::qdrant::proxy::join(
+    let uri = crate::protocol::http::join(
         &base,
         &format!(
             "/vecwal/snapshot?collection={}",
-            crate::capture::qdrant::snapshot::percent(&a.collection)
+            crate::protocol::http::percent(&a.collection)
         ),
     )
     .map_err(|e| anyhow::anyhow!("--proxy: {e}"))?;

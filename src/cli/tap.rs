@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::capture_args::{shutdown_signal, CaptureArgs};
-use crate::capture::redis::client::RedisTarget;
 use crate::capture::redis::tap::{RunningTap, Started, TapOptions};
+use crate::protocol::redis_client::RedisTarget;
 
 /// Follow a database's replication stream and log every write (no application change).
 #[derive(Debug, clap::Args)]

@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use vecwal_format::{Kind, Operation, Record};
 
 use super::{records, Plan, RestoreError};
-use crate::capture::redis::client::RedisTarget;
-use crate::capture::resp::{encode_command, parse_command};
+use crate::protocol::redis_client::RedisTarget;
+use crate::protocol::resp::{encode_command, parse_command};
 use crate::store::{Keyring, Store};
 
 /// An RDB holding nothing: version 9 (every Redis since 5 loads it), the EOF opcode, and a

@@ -9,9 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vecwal_format::{Kind, Operation, Record};
 
 use super::{records, Plan, RestoreError};
-use crate::capture::redis::client::RedisTarget;
-use crate::capture::redis::commands::CommandTable;
-use crate::capture::resp::{encode_command, scan};
+use crate::protocol::redis_client::RedisTarget;
+use crate::protocol::redis_commands::CommandTable;
+use crate::protocol::resp::{encode_command, scan};
 use crate::store::{Keyring, Store};
 
 #[derive(Debug, Clone, Default)]

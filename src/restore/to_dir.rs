@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::RestoreError;
-use crate::capture::redis::client::RedisTarget;
+use crate::protocol::redis_client::RedisTarget;
 
 /// How to run the scratch server.
 #[derive(Debug, Clone)]

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vecwal::capture::redis::client::RedisTarget;
 use vecwal::capture::redis::service::{ProxyOptions, RunningProxy};
-use vecwal::capture::resp_value::{decode, Value};
 use vecwal::log::{Log, LogConfig};
+use vecwal::protocol::redis_client::RedisTarget;
+use vecwal::protocol::resp_value::{decode, Value};
 use vecwal::restore::{self, Target};
 use vecwal::ship::ShipConfig;
 use vecwal::store::{FsStore, Store};

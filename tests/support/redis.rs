@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vecwal::capture::resp::{encode_command, scan};
+use vecwal::protocol::resp::{encode_command, scan};
 
 /// A file the services script installed: from `var`, else found under `.services/`.
 fn installed(var: &str, tail: &str) -> PathBuf {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
-use vecwal::capture::redis::client::RedisTarget;
+use vecwal::protocol::redis_client::RedisTarget;
 use vecwal::restore::{self, Target};
 use vecwal::store::Store;
 

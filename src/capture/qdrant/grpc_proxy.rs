@@ -14,11 +14,10 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use vecwal_format::Operation;
 
-use super::grpc::classify;
-use super::proxy::{
-    full, grpc_error, join, namespace, strip_hop_headers, Body, Error, Proxy, MAX_BODY,
-};
+use super::proxy::{full, grpc_error, namespace, strip_hop_headers, Body, Error, Proxy, MAX_BODY};
 use crate::log::Entry;
+use crate::protocol::http::join;
+use crate::protocol::qdrant::grpc::classify;
 
 // gRPC status codes used here.
 const INVALID_ARGUMENT: u32 = 3;

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
-use super::rest::Touches;
 use crate::capture::redis::gate::{Gate, Pass};
+use crate::protocol::qdrant::rest::Touches;
 
 #[derive(Default)]
 pub struct Order {

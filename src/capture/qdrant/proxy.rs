@@ -2,7 +2,7 @@
 //! same out to Qdrant's REST and gRPC ports.
 //!
 //! Every request passes through with its headers (the api-key among them) and a streaming
-//! body. A mutation ([`super::rest::classify`], [`super::grpc::classify`]) is different in
+//! body. A mutation ([`crate::protocol::qdrant::rest::classify`], [`crate::protocol::qdrant::grpc::classify`]) is different in
 //! three ways: its body is
 //! read whole (it is what the log keeps); it claims its points (or its collection, when it
 //! selects by filter) before it is forwarded and holds the claim until its record has an
@@ -26,8 +26,9 @@ use tokio::net::TcpListener;
 use vecwal_format::Operation;
 
 use super::order::Order;
-use super::rest::{classify, Touches};
 use crate::log::{Entry, Log};
+use crate::protocol::http::{join, H2_CONN_WINDOW, H2_STREAM_WINDOW};
+use crate::protocol::qdrant::rest::{classify, Touches};
 use crate::store::{Keyring, Store};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -45,10 +46,6 @@ const HOP: [header::HeaderName; 6] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
-
-/// HTTP/2 flow-control windows, both ways (see `Proxy::new`).
-pub(crate) const H2_STREAM_WINDOW: u32 = 4 << 20;
-pub(crate) const H2_CONN_WINDOW: u32 = 16 << 20;
 
 pub struct Proxy {
     pub(super) log: Arc<Log>,
@@ -243,12 +240,10 @@ impl Proxy {
                 "POST /vecwal/snapshot?collection=NAME",
             );
         }
-        let collection = req
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("collection=").map(super::rest::decode));
+        let collection = req.uri().query().unwrap_or("").split('&').find_map(|kv| {
+            kv.strip_prefix("collection=")
+                .map(crate::protocol::qdrant::rest::decode)
+        });
         let Some(c) = collection.filter(|c| !c.is_empty()) else {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -271,13 +266,6 @@ impl Proxy {
             Err(e) => error(StatusCode::BAD_GATEWAY, &format!("snapshot failed: {e}")),
         }
     }
-}
-
-/// `base` (scheme and authority) with the path and query of a request.
-pub fn join(base: &Uri, pq: &str) -> Result<Uri, String> {
-    format!("{}{}", base.to_string().trim_end_matches('/'), pq)
-        .parse::<Uri>()
-        .map_err(|e| format!("bad request path: {e}"))
 }
 
 /// A gRPC error as a trailers-only response.

@@ -12,10 +12,11 @@ use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use vecwal_format::Operation;
 
-use super::proxy::{full, join, Proxy};
-use super::rest::Touches;
+use super::proxy::{full, Proxy};
 use crate::catalog::SnapshotManifest;
 use crate::log::{now_us, Entry};
+use crate::protocol::http::{join, percent};
+use crate::protocol::qdrant::rest::Touches;
 use crate::snapshot::{put_snapshot, SnapshotPoint};
 
 /// Takes an aligned snapshot of `collection`; `api_key` is the caller's, passed to Qdrant
@@ -161,16 +162,4 @@ async fn call(
         ));
     }
     Ok(body)
-}
-
-/// Percent-encodes what is not unreserved (RFC 3986), for a path segment.
-pub fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -1,7 +1,5 @@
 //! Redis capture: the RESP proxy and what it stands on.
 //!
-//! - [`client`]: a small async client for vecwal's own requests.
-//! - [`commands`]: which commands write and which keys they touch (COMMAND INFO).
 //! - [`rewrite`]: the deterministic form a write is logged in (promise 4).
 //! - [`gate`]: ordering conflicting writes across connections (promise 3).
 //! - [`proxy`]: the proxy itself (promises 1 and 2).
@@ -9,8 +7,6 @@
 //! - [`service`]: a running proxy with its log, shipper and snapshot schedule.
 //! - [`tap`]: vecwal as a replica of the master instead of a proxy.
 
-pub mod client;
-pub mod commands;
 pub mod gate;
 pub mod proxy;
 pub mod rewrite;

@@ -22,12 +22,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use vecwal_format::Operation;
 
-use super::commands::{Access, CommandTable};
 use super::gate::{Gate, Pass};
 use super::rewrite::{deterministic, Argv};
-use crate::capture::resp::{parse_command, scan};
-use crate::capture::resp_value::{decode, Value};
 use crate::log::{Appended, Entry, Log, LogError};
+use crate::protocol::redis_commands::{Access, CommandTable};
+use crate::protocol::resp::{parse_command, scan};
+use crate::protocol::resp_value::{decode, Value};
 
 /// What the proxy shares between connections.
 pub struct ProxyCore {

@@ -4,7 +4,7 @@
 //! (EXPIRE→PEXPIREAT, SET EX→SET PXAT, SPOP→SREM, INCRBYFLOAT→SET KEEPTTL, XADD *→its id,
 //! a blocking pop→the pop it did). A write that changed nothing logs nothing.
 
-use crate::capture::resp_value::Value;
+use crate::protocol::resp_value::Value;
 
 pub type Argv = Vec<Vec<u8>>;
 

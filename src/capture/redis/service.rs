@@ -8,13 +8,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::client::{ClientError, RedisTarget};
-use super::commands::CommandTable;
 use super::gate::Gate;
 use super::proxy::{ProxyCore, SnapshotFn};
 use super::snapshot::{self, SnapshotError};
 use crate::catalog::SnapshotManifest;
 use crate::log::Log;
+use crate::protocol::redis_client::{ClientError, RedisTarget};
+use crate::protocol::redis_commands::CommandTable;
 use crate::ship::{ShipConfig, Shipper};
 use crate::store::{Keyring, Store};
 

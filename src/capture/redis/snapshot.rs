@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use vecwal_format::Operation;
 
-use super::client::{ClientError, RedisTarget};
 use super::gate::Gate;
 use crate::capture::redis_repl::{ReplClient, ReplConfig, ReplError, ReplEvent};
 use crate::catalog::SnapshotManifest;
 use crate::log::{Entry, Log, LogError};
+use crate::protocol::redis_client::{ClientError, RedisTarget};
 use crate::snapshot::{put_snapshot, SnapshotPoint};
 use crate::store::{Keyring, Store, StoreError};
 

@@ -20,7 +20,7 @@ use vecwal_format::{Kind, Operation, Record};
 use self::pipeline::Pipeline;
 use self::target::{apply_err, Applied, Target};
 use super::{fetch_snapshot, records, Plan, RestoreError};
-use crate::capture::qdrant::snapshot::percent;
+use crate::protocol::http::percent;
 use crate::store::{Keyring, Store};
 
 /// Where to restore to.

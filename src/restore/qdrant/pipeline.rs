@@ -13,8 +13,8 @@ use tokio::task::JoinSet;
 use vecwal_format::Operation;
 
 use super::target::{apply, apply_err, decode, Applied, Target};
-use crate::capture::qdrant::rest::Touches;
-use crate::capture::qdrant::{grpc, rest};
+use crate::protocol::qdrant::rest::Touches;
+use crate::protocol::qdrant::{grpc, rest};
 use crate::restore::RestoreError;
 use vecwal_format::Record;
 

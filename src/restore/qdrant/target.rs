@@ -9,9 +9,8 @@ use hyper_util::rt::TokioExecutor;
 use vecwal_format::{Kind, Operation, Record};
 
 use super::QdrantTarget;
-use crate::capture::qdrant::grpc::{varint, walk, Value};
-use crate::capture::qdrant::proxy;
-use crate::capture::qdrant::snapshot::percent;
+use crate::protocol::http::{self as proxy, percent};
+use crate::protocol::protobuf::{varint, walk, Value};
 use crate::restore::RestoreError;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
@@ -317,7 +316,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::qdrant::grpc::string_field_1;
+    use crate::protocol::protobuf::string_field_1;
 
     #[test]
     fn rest_paths_are_renamed_and_wait() {

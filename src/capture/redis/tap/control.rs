@@ -7,8 +7,8 @@ use std::future::Future;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::capture::resp::parse_command;
 use crate::catalog::SnapshotManifest;
+use crate::protocol::resp::parse_command;
 
 /// Longest request accepted; the commands here are a few bytes.
 const MAX_REQUEST: usize = 64 << 10;

@@ -20,11 +20,11 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use vecwal_format::Operation;
 
-use super::client::RedisTarget;
 use super::snapshot::{marker, store_rdb, SnapshotError, FORK_WAIT};
 use crate::capture::redis_repl::{ReplClient, ReplConfig, ReplError, ReplEvent};
 use crate::catalog::SnapshotManifest;
 use crate::log::{now_us, Entry, Log, LogError};
+use crate::protocol::redis_client::RedisTarget;
 use crate::ship::{ShipConfig, Shipper};
 use crate::store::{Keyring, Store};
 use position::{History, Saved};

@@ -15,7 +15,7 @@
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::grpc::{walk, Value};
+use crate::protocol::protobuf::{walk, Value};
 
 /// A point id in canonical form.
 pub type PointKey = Vec<u8>;

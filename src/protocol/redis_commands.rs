@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::client::{ClientError, RedisClient};
-use crate::capture::resp_value::Value;
+use super::redis_client::{ClientError, RedisClient};
+use crate::protocol::resp_value::Value;
 
 /// What vecwal needs to know about one command (or `container|subcommand`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

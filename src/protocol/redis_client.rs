@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::capture::resp::encode_command;
-use crate::capture::resp_value::{decode, Value};
+use crate::protocol::resp::encode_command;
+use crate::protocol::resp_value::{decode, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

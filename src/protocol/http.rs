@@ -1,0 +1,27 @@
+//! HTTP plumbing shared by the Qdrant proxy and the Qdrant restore: joining a base URL with
+//! a request's path, percent-encoding a path segment, and the HTTP/2 windows both use.
+
+use http::Uri;
+
+/// HTTP/2 flow-control windows, both ways (see `Proxy::new`).
+pub const H2_STREAM_WINDOW: u32 = 4 << 20;
+pub const H2_CONN_WINDOW: u32 = 16 << 20;
+
+/// `base` (scheme and authority) with the path and query of a request.
+pub fn join(base: &Uri, pq: &str) -> Result<Uri, String> {
+    format!("{}{}", base.to_string().trim_end_matches('/'), pq)
+        .parse::<Uri>()
+        .map_err(|e| format!("bad request path: {e}"))
+}
+
+/// Percent-encodes what is not unreserved (RFC 3986), for a path segment.
+pub fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
