@@ -303,6 +303,10 @@ impl ReplClient {
         self.compact();
         self.stream.write_all(&encode_command(argv)).await?;
         loop {
+            // A master waiting out `repl-diskless-sync-delay` (5 s by default) before it
+            // answers PSYNC keeps the link alive with bare newlines: not part of a reply.
+            let keepalives = self.buf.iter().take_while(|&&b| b == b'\n').count();
+            self.buf.drain(..keepalives);
             if let Some(f) = scan(&self.buf).map_err(|e| proto(&e.to_string()))? {
                 let raw: Vec<u8> = self.buf.drain(..f.len).collect();
                 let text = String::from_utf8_lossy(&raw[1..raw.len() - 2]).into_owned();
@@ -320,9 +324,8 @@ impl ReplClient {
     async fn read_rdb(&mut self) -> Result<Vec<u8>, ReplError> {
         self.compact();
         let header = loop {
-            while self.buf.first() == Some(&b'\n') {
-                self.buf.remove(0);
-            }
+            let keepalives = self.buf.iter().take_while(|&&b| b == b'\n').count();
+            self.buf.drain(..keepalives);
             if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
                 let h: Vec<u8> = self.buf.drain(..i + 2).collect();
                 break h[..h.len() - 2].to_vec();

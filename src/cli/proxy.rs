@@ -8,6 +8,7 @@ use anyhow::Context;
 use super::capture_args::{shutdown_signal, CaptureArgs};
 use crate::capture::qdrant::service::{QdrantProxyOptions, RunningQdrantProxy};
 use crate::capture::redis::service::{ProxyOptions, RunningProxy};
+use crate::capture::redis::tap::Started;
 use crate::protocol::redis_client::RedisTarget;
 
 /// Run a capture proxy in front of a database.
@@ -121,6 +122,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         ProxyOptions {
             listen: a.listen.clone(),
             upstream,
+            data_dir: a.capture.data_dir.clone(),
             stores: opened.stores,
             keyring: opened.keyring,
             ship: opened.ship,
@@ -128,11 +130,19 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         },
     )
     .await?;
+    let how = match &proxy.started {
+        Started::FullSync { lsn, bytes, why } if why.is_empty() || *lsn == 0 => {
+            format!("base snapshot at LSN {lsn}, {bytes} bytes")
+        }
+        Started::FullSync { lsn, bytes, why } => {
+            format!("full resync ({why}): base snapshot at LSN {lsn}, {bytes} bytes")
+        }
+        Started::Resumed { offset, .. } => {
+            format!("continuing the log: partial resync from offset {offset}")
+        }
+    };
     // One line on stdout when ready: scripts and supervisors wait for it.
-    println!(
-        "vecwal proxy: listening on {} (base snapshot at LSN {})",
-        proxy.addr, proxy.start_snapshot.lsn
-    );
+    println!("vecwal proxy: listening on {} ({how})", proxy.addr);
     shutdown_signal().await;
     eprintln!("vecwal proxy: shutting down; sealing and shipping the open segment");
     proxy.shutdown(Duration::from_secs(30)).await;

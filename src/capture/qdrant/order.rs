@@ -6,7 +6,7 @@
 //! points, or to different collections, hold disjoint claims and go to Qdrant concurrently;
 //! a write by filter waits for every write to its collection in flight, and holds new ones.
 //!
-//! Each collection has its own [`Gate`] (the Redis proxy's): its exclusive claim is the
+//! Each collection has its own [`Gate`]: its exclusive claim is the
 //! collection, its keys are point ids. A collection's gate lives while a claim holds it.
 
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
-use crate::capture::redis::gate::{Gate, Pass};
+use super::gate::{Gate, Pass};
 use crate::protocol::qdrant::rest::Touches;
 
 #[derive(Default)]

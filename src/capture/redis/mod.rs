@@ -1,15 +1,17 @@
-//! Redis capture: the RESP proxy and what it stands on.
+//! Redis capture: the proxy and the tap, both logging Redis's own replication stream.
 //!
-//! - [`rewrite`]: the deterministic form a write is logged in (promise 4).
-//! - [`gate`]: ordering conflicting writes across connections (promise 3).
-//! - [`proxy`]: the proxy itself (promises 1 and 2).
-//! - [`snapshot`]: RDB snapshots aligned to an LSN (promise 5).
-//! - [`service`]: a running proxy with its log, shipper and snapshot schedule.
-//! - [`tap`]: vecwal as a replica of the master instead of a proxy.
+//! - [`tap`]: vecwal as a replica of the master: the replication stream becomes the log,
+//!   full syncs become aligned base snapshots (promises 2–5).
+//! - [`proxy`]: the RESP proxy: a tap on the upstream, plus replies held until the log
+//!   covers them (promise 1).
+//! - [`probe`]: where the upstream's replication stream has got to, for the proxy's holds.
+//! - [`vadd`]: the script that makes Redis replicate a `VADD` that updates an element.
+//! - [`snapshot`]: storing an RDB as a base snapshot, and its marker record.
+//! - [`service`]: a running proxy with its tap, probe and listener.
 
-pub mod gate;
+pub mod probe;
 pub mod proxy;
-pub mod rewrite;
 pub mod service;
 pub mod snapshot;
 pub mod tap;
+pub mod vadd;

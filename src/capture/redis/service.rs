@@ -1,26 +1,29 @@
-//! A running Redis proxy: the log, the shipper, the listener, aligned snapshots at start,
-//! on a schedule and on demand. What `vecwal proxy redis` runs, and what tests start.
+//! A running Redis proxy: a tap on the upstream (the log, the shipper, aligned snapshots at
+//! start, on a schedule and on demand), the offset probe, and the listener. What
+//! `vecwal proxy redis` runs, and what tests start.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::gate::Gate;
-use super::proxy::{ProxyCore, SnapshotFn};
-use super::snapshot::{self, SnapshotError};
-use crate::catalog::SnapshotManifest;
+use super::probe::Prober;
+use super::proxy::ProxyCore;
+use super::tap::{RunningTap, Started, TapError, TapOptions};
 use crate::log::Log;
 use crate::protocol::redis_client::{ClientError, RedisTarget};
 use crate::protocol::redis_commands::CommandTable;
-use crate::ship::{ShipConfig, Shipper};
+use crate::ship::ShipConfig;
 use crate::store::{Keyring, Store};
 
 pub struct ProxyOptions {
     pub listen: String,
     pub upstream: RedisTarget,
+    /// The log's data directory, where the tap keeps its replication position.
+    pub data_dir: PathBuf,
     pub stores: Vec<Arc<dyn Store>>,
     pub keyring: Option<Arc<Keyring>>,
     pub ship: ShipConfig,
@@ -37,22 +40,24 @@ pub enum ProxyError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("the base snapshot at start failed: {0}")]
-    StartSnapshot(SnapshotError),
+    #[error("following the upstream's replication stream: {0}")]
+    Tap(#[from] TapError),
 }
 
 pub struct RunningProxy {
     pub addr: SocketAddr,
     pub log: Arc<Log>,
-    pub start_snapshot: SnapshotManifest,
-    snapshot: SnapshotFn,
-    shipper: Shipper,
+    /// How the log's replication link began: a full sync (a new base snapshot) or a
+    /// partial resync continuing the log.
+    pub started: Started,
+    tap: RunningTap,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningProxy {
-    /// Starts the proxy: reads the upstream's command table, binds, takes the base
-    /// snapshot (so the stream is restorable from its first record), then serves.
+    /// Starts the proxy: reads the upstream's command table, binds, follows the upstream's
+    /// replication stream (a full sync gives the base snapshot, so the stream is restorable
+    /// from its first record), then serves.
     pub async fn start(log: Arc<Log>, opts: ProxyOptions) -> Result<RunningProxy, ProxyError> {
         let mut admin = opts
             .upstream
@@ -74,68 +79,54 @@ impl RunningProxy {
             addr: opts.listen.clone(),
             source,
         })?;
-        let shipper = Shipper::start(log.clone(), opts.stores.clone(), opts.ship.clone());
-        let gate = Gate::new();
-        let snapshot: SnapshotFn = {
-            let (up, gate, log) = (opts.upstream.clone(), gate.clone(), log.clone());
-            let (stores, keyring) = (opts.stores.clone(), opts.keyring.clone());
-            Arc::new(move || {
-                let (up, gate, log) = (up.clone(), gate.clone(), log.clone());
-                let (stores, keyring) = (stores.clone(), keyring.clone());
-                Box::pin(async move {
-                    snapshot::take(&up, &gate, &log, &stores, keyring.as_deref())
-                        .await
-                        .map(|m| format!("snapshot at LSN {} ({} bytes)", m.lsn, m.size))
-                        .map_err(|e| e.to_string())
-                })
-            })
-        };
-        let start_snapshot = snapshot::take(
-            &opts.upstream,
-            &gate,
-            &log,
-            &opts.stores,
-            opts.keyring.as_deref(),
+        let tap = RunningTap::start(
+            log.clone(),
+            TapOptions {
+                source: opts.upstream.clone(),
+                data_dir: opts.data_dir,
+                stores: opts.stores,
+                keyring: opts.keyring,
+                ship: opts.ship,
+                snapshot_interval: opts.snapshot_interval,
+                // Snapshots are asked of the proxy's own port (VECWAL.SNAPSHOT).
+                control: None,
+            },
         )
-        .await
-        .map_err(ProxyError::StartSnapshot)?;
+        .await?;
+        let (prober, probe_task) = Prober::start(opts.upstream.clone());
         let core = ProxyCore::new(
             log.clone(),
             table,
-            gate,
             opts.upstream.addr.clone(),
-            Some(snapshot.clone()),
+            tap.handle(),
+            prober,
         );
-        let mut tasks = vec![tokio::spawn(async move {
+        let serve = tokio::spawn(async move {
             if let Err(e) = core.serve(listener).await {
                 tracing::error!(error = %e, "the proxy stopped accepting clients");
             }
-        })];
-        if !opts.snapshot_interval.is_zero() {
-            let (every, f) = (opts.snapshot_interval, snapshot.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    match f().await {
-                        Ok(s) => tracing::info!("scheduled {s}"),
-                        Err(e) => tracing::error!(error = %e, "scheduled snapshot failed"),
-                    }
-                }
-            }));
-        }
+        });
         Ok(RunningProxy {
             addr,
             log,
-            start_snapshot,
-            snapshot,
-            shipper,
-            tasks,
+            started: tap.started.clone(),
+            tap,
+            tasks: vec![serve, probe_task],
         })
     }
 
     /// Takes an aligned snapshot now.
     pub async fn snapshot(&self) -> Result<String, String> {
-        (self.snapshot)().await
+        self.tap
+            .snapshot()
+            .await
+            .map(|m| format!("snapshot at LSN {} ({} bytes)", m.lsn, m.size))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The replication id and offset the log covers.
+    pub fn committed(&self) -> tokio::sync::watch::Receiver<(String, u64)> {
+        self.tap.committed()
     }
 
     /// Stops accepting clients, seals the open segment and ships it (up to `ship_wait`).
@@ -143,9 +134,6 @@ impl RunningProxy {
         for t in &self.tasks {
             t.abort();
         }
-        if let Ok(last) = self.log.roll().await {
-            let _ = tokio::time::timeout(ship_wait, self.shipper.wait_shipped(last)).await;
-        }
-        self.shipper.stop().await;
+        self.tap.shutdown(ship_wait).await;
     }
 }

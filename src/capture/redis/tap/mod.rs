@@ -344,6 +344,7 @@ impl Batch {
                     }
                     self.end = Some((offset, self.db));
                 }
+                _ if changes_nothing(&name) => {}
                 _ => {
                     if is_select(&argv) {
                         self.db = parse_db(&argv)?;
@@ -359,8 +360,7 @@ impl Batch {
                 return Ok(());
             }
             b"SELECT" => self.db = parse_db(&argv)?,
-            // The master's keep-alives and acknowledgement requests change nothing.
-            b"PING" | b"REPLCONF" => {}
+            _ if changes_nothing(&name) => {}
             _ => {
                 let db = self.db;
                 self.push(&Operation::RedisCommand { argv }, db)?;
@@ -369,6 +369,13 @@ impl Batch {
         self.end = Some((offset, self.db));
         Ok(())
     }
+}
+
+/// Commands of the stream that change no data: the master's keep-alives and
+/// acknowledgement requests, and messages published (Redis replicates them for replicas'
+/// subscribers; a restore or a replay must not send them again).
+fn changes_nothing(upper_name: &[u8]) -> bool {
+    matches!(upper_name, b"PING" | b"REPLCONF" | b"PUBLISH" | b"SPUBLISH")
 }
 
 fn is_select(argv: &[Vec<u8>]) -> bool {
@@ -427,6 +434,21 @@ async fn follow(shared: &Shared, client: &mut ReplClient, stop: &Notify) -> Resu
                 .await?;
             client.confirm(offset);
         }
+    }
+}
+
+/// The committed position and on-demand snapshots of a running tap.
+#[derive(Clone)]
+pub struct TapHandle(Arc<Shared>);
+
+impl TapHandle {
+    pub async fn snapshot(&self) -> Result<SnapshotManifest, TapError> {
+        self.0.snapshot().await
+    }
+
+    /// The replication id and offset the log covers.
+    pub fn committed(&self) -> watch::Receiver<(String, u64)> {
+        self.0.committed.subscribe()
     }
 }
 
@@ -547,6 +569,11 @@ impl RunningTap {
     /// The replication id and offset the log covers.
     pub fn committed(&self) -> watch::Receiver<(String, u64)> {
         self.shared.committed.subscribe()
+    }
+
+    /// What the proxy built on this tap needs of it, to share among its connections.
+    pub fn handle(&self) -> TapHandle {
+        TapHandle(self.shared.clone())
     }
 
     /// Stops following at a batch boundary, seals the open segment and ships it (up to

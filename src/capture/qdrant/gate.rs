@@ -1,11 +1,10 @@
 //! Ordering of conflicting writes across client connections (promise 3).
 //!
-//! Redis applies the commands of one connection in order, so one connection's pipeline
-//! needs nothing. Across connections, the proxy cannot see in which order Redis applied
-//! two writes it received at about the same time. So a write to a key another connection
-//! has in flight waits until that write is logged: from forwarding to logging, a key
-//! belongs to one connection. Writes whose keys are unknown (FLUSHDB, FT.CREATE, scripts,
-//! EXEC) take the whole keyspace, and so does the snapshot barrier (promise 5).
+//! Qdrant applies two requests that arrive at about the same time in an order the proxy
+//! cannot see. So a write to a key (a point id) another connection has in flight waits
+//! until that write is logged: from forwarding to logging, a key belongs to one
+//! connection. Writes whose keys are unknown (by filter, collection changes) take the
+//! whole collection, and so does the snapshot barrier (promise 5).
 //!
 //! Holding a key only until the write's record has its LSN (not until it is durable)
 //! keeps conflicting writes at one upstream round trip apart, not one fsync.

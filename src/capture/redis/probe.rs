@@ -1,0 +1,240 @@
+//! Where Redis's replication stream has got to, read *after* a moment the caller chooses.
+//!
+//! The proxy forwards a client's write and gets its reply; Redis adds a write's effect to
+//! its replication stream before any byte of the reply leaves for the client (the effect is
+//! propagated when the command's execution unit ends; replies are written to sockets later,
+//! in the event loop's `beforeSleep`). So a position read with a request sent after the
+//! reply arrived covers the write: once the log covers that position, the reply may go
+//! (promise 1). One dedicated connection serves every client connection of the proxy:
+//! requests are pipelined, and each answer serves every caller that asked before its
+//! request was sent.
+//!
+//! The position is `INFO replication`'s `master_replid` and `master_repl_offset`: an offset
+//! alone would be wrong after a restart of Redis, whose new history starts again at small
+//! offsets that an old, larger logged offset would seem to cover.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::protocol::redis_client::RedisTarget;
+use crate::protocol::resp::encode_command;
+use crate::protocol::resp_value::{decode, Value};
+
+/// A point of a Redis master's replication history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub replid: String,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot read the upstream's replication offset: {0}")]
+    Upstream(String),
+    #[error("the proxy is stopping")]
+    Stopped,
+}
+
+type Reply = oneshot::Sender<Result<Position, ProbeError>>;
+
+/// Longest a probe request may take before its connection is given up and opened again.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct Prober {
+    tx: mpsc::UnboundedSender<Reply>,
+}
+
+impl Prober {
+    /// Starts the probing task for `upstream` (its credentials are the proxy's own).
+    pub fn start(upstream: RedisTarget) -> (Prober, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(upstream, rx));
+        (Prober { tx }, task)
+    }
+
+    /// The replication position read by a request sent after this call was made.
+    pub async fn position(&self) -> Result<Position, ProbeError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(tx).map_err(|_| ProbeError::Stopped)?;
+        rx.await.map_err(|_| ProbeError::Stopped)?
+    }
+}
+
+async fn run(upstream: RedisTarget, mut rx: mpsc::UnboundedReceiver<Reply>) {
+    let mut waiting: Vec<Reply> = Vec::new();
+    loop {
+        if waiting.is_empty() {
+            match rx.recv().await {
+                Some(w) => waiting.push(w),
+                None => return,
+            }
+        }
+        let mut conn = match Conn::open(&upstream).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the replication-offset connection");
+                for w in waiting.drain(..) {
+                    let _ = w.send(Err(ProbeError::Upstream(e.clone())));
+                }
+                // Callers fail (their clients' connections close); the next caller retries.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if let Err(e) = conn.serve(&mut rx, &mut waiting).await {
+            tracing::warn!(error = %e, "the replication-offset connection failed; reopening");
+        }
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// Callers of each request in flight, oldest first.
+    inflight: VecDeque<Vec<Reply>>,
+}
+
+const REQUEST: &[u8] = b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n";
+
+impl Conn {
+    async fn open(t: &RedisTarget) -> Result<Conn, String> {
+        // The same login as every connection of the proxy's own (the client, the tap).
+        let c = t.connect().await.map_err(|e| e.to_string())?;
+        Ok(Conn {
+            stream: c.into_stream(),
+            buf: Vec::with_capacity(4096),
+            inflight: VecDeque::new(),
+        })
+    }
+
+    /// Sends a request for every batch of callers as it comes and answers each batch from
+    /// its own reply, until the connection fails. `waiting` is the batch not yet sent.
+    async fn serve(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Reply>,
+        waiting: &mut Vec<Reply>,
+    ) -> Result<(), String> {
+        let result = self.serve_inner(rx, waiting).await;
+        if let Err(e) = &result {
+            for w in self.inflight.drain(..).flatten().chain(waiting.drain(..)) {
+                let _ = w.send(Err(ProbeError::Upstream(e.clone())));
+            }
+        }
+        result
+    }
+
+    async fn serve_inner(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Reply>,
+        waiting: &mut Vec<Reply>,
+    ) -> Result<(), String> {
+        loop {
+            while let Ok(w) = rx.try_recv() {
+                waiting.push(w);
+            }
+            if !waiting.is_empty() {
+                self.stream
+                    .write_all(REQUEST)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.inflight.push_back(std::mem::take(waiting));
+            }
+            if self.inflight.is_empty() {
+                match rx.recv().await {
+                    Some(w) => waiting.push(w),
+                    None => return Ok(()),
+                }
+                continue;
+            }
+            tokio::select! {
+                // A new caller: its request goes out at once, pipelined behind the others.
+                w = rx.recv() => match w {
+                    Some(w) => waiting.push(w),
+                    None => return Ok(()),
+                },
+                r = tokio::time::timeout(PROBE_TIMEOUT, self.stream.read_buf(&mut self.buf)) => {
+                    match r {
+                        Err(_) => return Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+                        Ok(Err(e)) => return Err(e.to_string()),
+                        Ok(Ok(0)) => return Err("the upstream closed the connection".into()),
+                        Ok(Ok(_)) => {}
+                    }
+                    while let Some((v, n)) = decode(&self.buf).map_err(|e| e.to_string())? {
+                        self.buf.drain(..n);
+                        let answer = parse(&v);
+                        let batch = self.inflight.pop_front().ok_or("an answer nobody asked for")?;
+                        for w in batch {
+                            let _ = w.send(answer.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The position in an `INFO replication` reply.
+fn parse(v: &Value) -> Result<Position, ProbeError> {
+    if let Value::Error(e) = v {
+        return Err(ProbeError::Upstream(format!(
+            "INFO replication refused: {} (the proxy's Redis user needs +info)",
+            String::from_utf8_lossy(e)
+        )));
+    }
+    let text = v.text();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    match (
+        field("master_replid"),
+        field("master_repl_offset").and_then(|o| o.parse().ok()),
+    ) {
+        (Some(r), Some(offset)) => Ok(Position {
+            replid: r.to_string(),
+            offset,
+        }),
+        _ => Err(ProbeError::Upstream(
+            "INFO replication has no master_replid or master_repl_offset".into(),
+        )),
+    }
+}
+
+/// `encode_command` for callers that want the probe's request bytes (tests).
+pub fn request() -> Vec<u8> {
+    encode_command(&[b"INFO".to_vec(), b"replication".to_vec()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_is_info_replication() {
+        assert_eq!(request(), REQUEST);
+    }
+
+    #[test]
+    fn positions_are_read_from_info_replication() {
+        let info = Value::Bulk(Some(
+            b"# Replication\r\nrole:master\r\nconnected_slaves:1\r\nmaster_replid:abc123\r\nmaster_replid2:0000\r\nmaster_repl_offset:4711\r\nsecond_repl_offset:-1\r\n"
+                .to_vec(),
+        ));
+        assert_eq!(
+            parse(&info).unwrap(),
+            Position {
+                replid: "abc123".into(),
+                offset: 4711
+            }
+        );
+        assert!(parse(&Value::Bulk(Some(b"role:master\r\n".to_vec()))).is_err());
+        let e = parse(&Value::Error(b"NOPERM no".to_vec())).unwrap_err();
+        assert!(e.to_string().contains("+info"), "{e}");
+    }
+}

@@ -1,0 +1,146 @@
+//! The RESP proxy (`vecwal proxy redis`): clients' bytes go to Redis as they are, Redis's
+//! replication stream is the log, and no reply to a write goes back before the log covers
+//! it.
+//!
+//! What is logged, in what order and in what form is Redis's own decision: the proxy runs a
+//! tap ([`crate::capture::redis::tap`]) on the upstream, whose replication stream carries
+//! every effect in apply order and in deterministic form (scripts as their effects, blocking
+//! pops as the pops they did, relative TTLs as absolute times on Redis's clock, expiries and
+//! evictions as `DEL`s, nothing for a refused or killed command). So there is no key gate
+//! and no rewrite table here. What the proxy adds to a tap is promise 1 for the clients that
+//! go through it: a reply that answers a command that may have written is held until the
+//! log covers Redis's replication stream as far as it had got when that reply arrived
+//! ([`super::probe`]). And one repair: a `VADD` that updates an element, which Redis 8.2 does
+//! not replicate, is sent as a script that makes Redis replicate its effect
+//! ([`super::vadd`]).
+//!
+//! Each client connection has a request side ([`requests`]) and a reply side ([`replies`]),
+//! so a client that writes a long pipeline before reading never blocks the proxy against
+//! itself.
+
+mod replies;
+mod requests;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::probe::Prober;
+use super::tap::TapHandle;
+use crate::log::Log;
+use crate::protocol::redis_commands::CommandTable;
+
+/// Longest a reply waits for the log to cover it. Past it the client's connection is
+/// closed without the reply: the write happened in Redis and will be logged when the tap
+/// catches up (or be in the base of a full resync), but it was not logged in time to ack.
+pub const HOLD_MAX: Duration = Duration::from_secs(30);
+
+/// What the proxy's connections share.
+pub struct ProxyCore {
+    pub log: Arc<Log>,
+    pub table: CommandTable,
+    pub upstream_addr: String,
+    tap: TapHandle,
+    prober: Prober,
+    next_conn: AtomicU64,
+}
+
+impl ProxyCore {
+    pub fn new(
+        log: Arc<Log>,
+        table: CommandTable,
+        upstream_addr: String,
+        tap: TapHandle,
+        prober: Prober,
+    ) -> Arc<ProxyCore> {
+        Arc::new(ProxyCore {
+            log,
+            table,
+            upstream_addr,
+            tap,
+            prober,
+            next_conn: AtomicU64::new(1),
+        })
+    }
+
+    /// Accepts clients until the listener fails.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        // Connections live in this set: when the proxy stops (this task is aborted) they
+        // end with it, and none keeps the log alive.
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            while connections.try_join_next().is_some() {}
+            let (client, peer) = listener.accept().await?;
+            let core = self.clone();
+            connections.spawn(async move {
+                if let Err(e) = core.connection(client).await {
+                    tracing::debug!(%peer, error = %e, "client connection ended");
+                }
+            });
+        }
+    }
+
+    async fn connection(self: Arc<Self>, mut client: TcpStream) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        client.set_nodelay(true)?;
+        let upstream = match TcpStream::connect(&self.upstream_addr).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach the upstream Redis");
+                let msg = "-ERR vecwal: cannot reach the upstream Redis\r\n";
+                client.write_all(msg.as_bytes()).await?;
+                return Ok(());
+            }
+        };
+        upstream.set_nodelay(true)?;
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(id, "client connected");
+        let (cr, cw) = client.into_split();
+        let (ur, uw) = upstream.into_split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let requests = tokio::spawn(requests::run(self.clone(), cr, uw, tx));
+        let r = replies::run(self.clone(), ur, cw, rx).await;
+        requests.abort();
+        r
+    }
+
+    /// Waits until the log covers Redis's replication stream as far as it reaches now.
+    async fn hold(&self) -> std::io::Result<()> {
+        let pos = self
+            .prober
+            .position()
+            .await
+            .map_err(std::io::Error::other)?;
+        let mut committed: watch::Receiver<(String, u64)> = self.tap.committed();
+        let covered = tokio::time::timeout(
+            HOLD_MAX,
+            committed.wait_for(|(replid, offset)| *replid == pos.replid && *offset >= pos.offset),
+        )
+        .await
+        .map(|r| r.is_ok());
+        match covered {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(std::io::Error::other("the tap stopped")),
+            Err(_) => {
+                tracing::error!(
+                    replid = %pos.replid,
+                    offset = pos.offset,
+                    "the log did not reach Redis's replication offset within {HOLD_MAX:?}; closing a client connection without its reply"
+                );
+                Err(std::io::Error::other("the log did not catch up in time"))
+            }
+        }
+    }
+
+    /// Takes an aligned snapshot now; a one-line summary.
+    async fn snapshot(&self) -> Result<String, String> {
+        self.tap
+            .snapshot()
+            .await
+            .map(|m| format!("snapshot at LSN {} ({} bytes)", m.lsn, m.size))
+            .map_err(|e| e.to_string())
+    }
+}
