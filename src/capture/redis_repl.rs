@@ -92,6 +92,9 @@ pub struct ReplClient {
     /// When set, acknowledgements report this offset instead of what was received: the tap
     /// confirms only what is durable in its log, so a client's `WAIT 1` means "logged".
     confirmed: Option<u64>,
+    /// The stream has begun. After a full sync the master streams nothing until an ACK
+    /// arrives after it has reaped its RDB child; until then ACKs go out often.
+    streaming: bool,
 }
 
 impl ReplClient {
@@ -129,6 +132,7 @@ impl ReplClient {
             last_ack: tokio::time::Instant::now(),
             pending: None,
             confirmed: None,
+            streaming: false,
         };
         if let Some(pw) = &cfg.password {
             let mut argv = vec![b"AUTH".to_vec()];
@@ -224,10 +228,15 @@ impl ReplClient {
             if let Some(e) = self.buffered().await? {
                 return Ok(e);
             }
-            if self.last_ack.elapsed() >= Duration::from_secs(1) {
+            let every = if self.streaming {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(50)
+            };
+            if self.last_ack.elapsed() >= every {
                 self.ack().await?;
             }
-            let read = tokio::time::timeout(Duration::from_secs(1), self.fill()).await;
+            let read = tokio::time::timeout(every, self.fill()).await;
             match read {
                 Ok(r) => r?,
                 Err(_) => continue, // quiet: loop to acknowledge
@@ -248,6 +257,7 @@ impl ReplClient {
         };
         self.consumed += n;
         self.offset += n as u64;
+        self.streaming = true;
         let getack = argv.len() >= 2
             && argv[0].eq_ignore_ascii_case(b"REPLCONF")
             && argv[1].eq_ignore_ascii_case(b"GETACK");

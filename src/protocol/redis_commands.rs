@@ -14,6 +14,8 @@ pub struct CommandInfo {
     /// Redis's `may_replicate` flag: not a write, but may add to the replication stream
     /// (scripts, functions, PUBLISH, PFCOUNT rewriting an HLL's cached count).
     pub may_replicate: bool,
+    /// A module's command: it may reply with an error after it wrote.
+    pub module: bool,
     /// Redis's `blocking` flag: the reply may wait for another client's write.
     pub blocking: bool,
     /// Legacy key positions (1-based; `last` may count from the end).
@@ -78,6 +80,7 @@ impl CommandTable {
         let info = CommandInfo {
             write: has("write"),
             may_replicate: has("may_replicate"),
+            module: has("module"),
             blocking: has("blocking"),
             first_key: f.get(3).and_then(Value::int).unwrap_or(0),
             last_key: f.get(4).and_then(Value::int).unwrap_or(0),
@@ -111,11 +114,18 @@ impl CommandTable {
         self.cmds.get(&name)
     }
 
-    /// Whether `argv` may change what Redis replicates: a write, a command flagged
-    /// `may_replicate`, or a command the table does not know (a module loaded since it was
-    /// read). What Redis refuses changes nothing, but that is only known from the reply.
-    pub fn may_write(&self, argv: &[Vec<u8>]) -> bool {
-        self.get(argv).is_none_or(|i| i.write || i.may_replicate)
+    /// Whether `argv` may change what Redis replicates, and whether it may have done so
+    /// even when it answers with an error.
+    pub fn effect(&self, argv: &[Vec<u8>]) -> Effect {
+        match self.get(argv) {
+            // Not in the table: a module loaded since it was read, or a typo Redis refuses.
+            None => Effect::Always,
+            Some(i) if !i.write && !i.may_replicate => Effect::None,
+            // A script or a module command may fail after it wrote; a core command that
+            // answers with an error changed nothing.
+            Some(i) if i.module || is_script(argv) => Effect::Always,
+            Some(_) => Effect::OnSuccess,
+        }
     }
 
     /// Whether `argv` writes and to which keys.
@@ -147,6 +157,21 @@ impl CommandTable {
     pub fn insert(&mut self, name: &str, info: CommandInfo) {
         self.cmds.insert(name.to_string(), info);
     }
+}
+
+/// What a command may do to Redis's replication stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    None,
+    /// Only when it answers without an error.
+    OnSuccess,
+    /// Whatever it answers.
+    Always,
+}
+
+fn is_script(argv: &[Vec<u8>]) -> bool {
+    let name = argv[0].to_ascii_lowercase();
+    matches!(name.as_slice(), b"eval" | b"evalsha" | b"fcall")
 }
 
 fn keys_of(info: &CommandInfo, argv: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {

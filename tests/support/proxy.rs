@@ -107,6 +107,22 @@ impl Proxied {
         })
     }
 
+    /// Restores the store to `at` into `target` (which must be empty).
+    pub fn restore_into(&self, target: &Redis, at: Target) -> restore::redis::Summary {
+        let t = RedisTarget {
+            addr: target.addr(),
+            ..Default::default()
+        };
+        self.rt.block_on(async {
+            let plan = restore::plan(self.store.as_ref(), "redis", at, None, false)
+                .await
+                .unwrap();
+            restore::redis::restore(self.store.clone(), &plan, None, &t, false, &|_| {})
+                .await
+                .unwrap()
+        })
+    }
+
     /// The Redis commands logged, as (database, words), markers left out.
     pub fn logged_commands(&self) -> Vec<(String, Vec<Vec<String>>)> {
         let s = |a: &Vec<u8>| String::from_utf8_lossy(a).into_owned();
@@ -171,7 +187,28 @@ pub fn dump(c: &mut Conn, dbs: u32) -> BTreeMap<(u32, String), KeyState> {
             };
             let mut content = match kind.as_str() {
                 "string" => strs(words(c, &["GET", &key])),
-                "hash" => pairs(strs(words(c, &["HGETALL", &key]))),
+                "hash" => {
+                    let mut v = pairs(strs(words(c, &["HGETALL", &key])));
+                    // Field expiries (HEXPIRE, HSETEX): absolute, as Redis replicates them.
+                    let fields: Vec<String> = v
+                        .iter()
+                        .map(|p| p.split('=').next().unwrap().to_string())
+                        .collect();
+                    let mut argv = vec!["HPEXPIRETIME", &key, "FIELDS"];
+                    let n = fields.len().to_string();
+                    argv.push(&n);
+                    argv.extend(fields.iter().map(String::as_str));
+                    let ttls = strs(words(c, &argv));
+                    if ttls.iter().any(|t| t != "-1") {
+                        v.push(format!("field expiries {ttls:?}"));
+                    }
+                    v
+                }
+                "stream" => {
+                    let mut v = flat(&words(c, &["XRANGE", &key, "-", "+"]));
+                    v.extend(flat(&words(c, &["XINFO", "GROUPS", &key])));
+                    v
+                }
                 "list" => strs(words(c, &["LRANGE", &key, "0", "-1"])),
                 "set" => sorted(strs(words(c, &["SMEMBERS", &key]))),
                 "zset" => strs(words(c, &["ZRANGE", &key, "0", "-1", "WITHSCORES"])),
@@ -203,6 +240,14 @@ pub fn dump(c: &mut Conn, dbs: u32) -> BTreeMap<(u32, String), KeyState> {
     }
     words(c, &["SELECT", "0"]);
     out
+}
+
+/// Every leaf of a nested reply, in order.
+pub fn flat(v: &Value) -> Vec<String> {
+    match v.items() {
+        Some(items) => items.iter().flat_map(flat).collect(),
+        None => vec![v.text()],
+    }
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {

@@ -133,18 +133,22 @@ impl Conn {
         rx: &mut mpsc::UnboundedReceiver<Reply>,
         waiting: &mut Vec<Reply>,
     ) -> Result<(), String> {
+        // While Redis runs a long script it answers BUSY to everything but a few commands;
+        // the callers then wait for it (their replies are held), asking again now and then.
+        let mut retry_at = tokio::time::Instant::now();
         loop {
             while let Ok(w) = rx.try_recv() {
                 waiting.push(w);
             }
-            if !waiting.is_empty() {
+            let now = tokio::time::Instant::now();
+            if !waiting.is_empty() && now >= retry_at {
                 self.stream
                     .write_all(REQUEST)
                     .await
                     .map_err(|e| e.to_string())?;
                 self.inflight.push_back(std::mem::take(waiting));
             }
-            if self.inflight.is_empty() {
+            if self.inflight.is_empty() && waiting.is_empty() {
                 match rx.recv().await {
                     Some(w) => waiting.push(w),
                     None => return Ok(()),
@@ -157,7 +161,8 @@ impl Conn {
                     Some(w) => waiting.push(w),
                     None => return Ok(()),
                 },
-                r = tokio::time::timeout(PROBE_TIMEOUT, self.stream.read_buf(&mut self.buf)) => {
+                _ = tokio::time::sleep_until(retry_at), if self.inflight.is_empty() => {}
+                r = tokio::time::timeout(PROBE_TIMEOUT, self.stream.read_buf(&mut self.buf)), if !self.inflight.is_empty() => {
                     match r {
                         Err(_) => return Err(format!("no answer within {PROBE_TIMEOUT:?}")),
                         Ok(Err(e)) => return Err(e.to_string()),
@@ -166,8 +171,13 @@ impl Conn {
                     }
                     while let Some((v, n)) = decode(&self.buf).map_err(|e| e.to_string())? {
                         self.buf.drain(..n);
-                        let answer = parse(&v);
                         let batch = self.inflight.pop_front().ok_or("an answer nobody asked for")?;
+                        if is_busy(&v) {
+                            waiting.extend(batch);
+                            retry_at = tokio::time::Instant::now() + BUSY_RETRY;
+                            continue;
+                        }
+                        let answer = parse(&v);
                         for w in batch {
                             let _ = w.send(answer.clone());
                         }
@@ -176,6 +186,13 @@ impl Conn {
             }
         }
     }
+}
+
+/// How often the position is asked again while Redis is busy with a script.
+const BUSY_RETRY: Duration = Duration::from_millis(10);
+
+fn is_busy(v: &Value) -> bool {
+    matches!(v, Value::Error(e) if e.starts_with(b"BUSY"))
 }
 
 /// The position in an `INFO replication` reply.

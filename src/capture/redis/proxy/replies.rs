@@ -3,7 +3,8 @@
 //! Redis's replication stream past it (promise 1), and gives vecwal's own replies in their
 //! place.
 //!
-//! Replies are one per command except RESP3 pushes (skipped) and, after pub/sub, MONITOR,
+//! Replies are one per command except RESP3 pushes (passed on, answering no command: they
+//! are not acknowledgements; see docs/redis.md) and, after pub/sub, MONITOR,
 //! `CLIENT REPLY` or bytes that could not be framed, not at all: then the connection is
 //! *opaque* until Redis answers a `RESET` with `+RESET`, and while it is, every batch is
 //! held once a command that may write has been sent. Holding more than needed costs a
@@ -18,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::requests::{Expect, Kind};
 use super::ProxyCore;
+use crate::protocol::redis_commands::Effect;
 use crate::protocol::resp::{scan, Frame};
 
 const QUEUED: &[u8] = b"+QUEUED\r\n";
@@ -27,9 +29,8 @@ const RESET: &[u8] = b"+RESET\r\n";
 #[derive(Default)]
 struct State {
     queue: VecDeque<Expect>,
-    resp3: bool,
-    /// Inside a transaction Redis opened: for each queued command, whether it is a VADD.
-    multi: Option<Vec<bool>>,
+    /// Inside a transaction Redis opened: `+QUEUED` answers run nothing yet.
+    multi: bool,
     opaque: bool,
     /// A command that may write was sent while the connection was opaque.
     opaque_write: bool,
@@ -102,7 +103,7 @@ impl State {
             if self.opaque && !self.queue.iter().any(|q| q.kind == Kind::Reset) {
                 // Opaque until a RESET: only whether a write was sent matters, and the
                 // expectations after that RESET (counting resumes with them).
-                self.opaque_write |= e.write;
+                self.opaque_write |= e.effect != Effect::None;
                 if e.kind != Kind::Reset {
                     continue;
                 }
@@ -147,95 +148,46 @@ impl State {
             out.extend_from_slice(raw);
             return hold;
         }
-        let Some(Expect { write, kind }) = self.queue.pop_front() else {
+        let Some(Expect { effect, kind }) = self.queue.pop_front() else {
             out.extend_from_slice(raw);
             return true; // cannot happen (the caller waits for the expectation); hold
         };
-        let queued = raw == QUEUED && self.multi.is_some();
-        let is_vadd = kind == Kind::Vadd;
+        let queued = self.multi && raw == QUEUED;
+        let write = !queued
+            && match effect {
+                Effect::None => false,
+                Effect::OnSuccess => !frame.is_error(),
+                Effect::Always => true,
+            };
         match kind {
             Kind::Plain | Kind::Local(_) => {}
-            Kind::Vadd if self.resp3 && !queued => {
-                out.extend_from_slice(resp3_bool(raw));
-                return write;
-            }
-            Kind::Vadd => {}
-            Kind::Hello(v) => {
-                if let (false, Some(v)) = (frame.is_error(), v) {
-                    self.resp3 = v == 3;
-                }
-            }
             Kind::Reset => self.reset(),
-            Kind::Multi if !frame.is_error() && !queued => self.multi = Some(Vec::new()),
-            Kind::Multi => {}
-            Kind::Exec => {
-                let vadds = self.multi.take().unwrap_or_default();
-                if self.resp3 && frame.kind == b'*' && vadds.iter().any(|v| *v) {
-                    out.extend_from_slice(&exec_resp3(raw, &vadds));
-                    return write;
-                }
-            }
-            Kind::Discard => self.multi = None,
+            // A MULTI inside a transaction is refused and leaves it open.
+            Kind::Multi => self.multi |= !frame.is_error(),
+            Kind::Exec | Kind::Discard => self.multi = false,
             Kind::Opaque => {
                 self.opaque = true;
-                self.opaque_write = write;
+                self.opaque_write = effect != Effect::None;
                 // Expectations already queued behind it: opaque too (see `take`).
                 let rest: Vec<Expect> = self.queue.drain(..).collect();
                 self.take(rest);
             }
             Kind::Refused(r) => {
                 // DISCARD's +OK stands for the refused EXEC.
-                self.multi = None;
+                self.multi = false;
                 out.extend_from_slice(&r);
                 return false;
             }
         }
-        self.queued(queued, is_vadd);
         out.extend_from_slice(raw);
-        write && !queued
-    }
-
-    /// Notes a command Redis queued in the transaction.
-    fn queued(&mut self, queued: bool, vadd: bool) {
-        if let (true, Some(m)) = (queued, self.multi.as_mut()) {
-            m.push(vadd);
-        }
+        write
     }
 
     fn reset(&mut self) {
-        self.resp3 = false;
-        self.multi = None;
+        self.multi = false;
         self.opaque = false;
         self.opaque_write = false;
     }
-}
-
-/// A VADD's answer as RESP3 gives it: the script answers `:1`/`:0`, VADD itself `#t`/`#f`.
-fn resp3_bool(raw: &[u8]) -> &[u8] {
-    match raw {
-        b":1\r\n" => b"#t\r\n",
-        b":0\r\n" => b"#f\r\n",
-        other => other,
-    }
-}
-
-/// An EXEC answer with the answers of queued VADDs made RESP3 booleans.
-fn exec_resp3(raw: &[u8], vadds: &[bool]) -> Vec<u8> {
-    let Some(head_end) = raw.windows(2).position(|w| w == b"\r\n") else {
-        return raw.to_vec();
-    };
-    let mut out = raw[..head_end + 2].to_vec();
-    let mut pos = head_end + 2;
-    for is_vadd in vadds {
-        let Ok(Some(f)) = scan(&raw[pos..]) else {
-            break;
-        };
-        let item = &raw[pos..pos + f.len];
-        out.extend_from_slice(if *is_vadd { resp3_bool(item) } else { item });
-        pos += f.len;
-    }
-    out.extend_from_slice(&raw[pos..]);
-    out
 }
 
 fn invalid(e: impl std::fmt::Display) -> std::io::Error {
@@ -255,7 +207,12 @@ mod tests {
     }
 
     fn ex(write: bool, kind: Kind) -> Expect {
-        Expect { write, kind }
+        let effect = if write {
+            Effect::OnSuccess
+        } else {
+            Effect::None
+        };
+        Expect { effect, kind }
     }
 
     #[test]
@@ -273,7 +230,27 @@ mod tests {
         assert!(!feed(&mut st, b"+OK\r\n").0);
         assert!(!feed(&mut st, b"+QUEUED\r\n").0, "queued, not run");
         assert!(feed(&mut st, b"*1\r\n:1\r\n").0);
-        assert!(st.multi.is_none());
+        assert!(!st.multi);
+    }
+
+    #[test]
+    fn an_error_holds_only_when_the_command_may_have_written_before_failing() {
+        let mut st = State::default();
+        st.take(vec![
+            ex(true, Kind::Plain),
+            Expect {
+                effect: Effect::Always,
+                kind: Kind::Plain,
+            },
+        ]);
+        assert!(
+            !feed(&mut st, b"-BUSY running a script\r\n").0,
+            "refused: wrote nothing"
+        );
+        assert!(
+            feed(&mut st, b"-ERR user_script:1: failed\r\n").0,
+            "a script may have"
+        );
     }
 
     #[test]
@@ -308,29 +285,12 @@ mod tests {
     }
 
     #[test]
-    fn resp3_pushes_are_skipped_and_vadd_answers_are_booleans() {
+    fn resp3_pushes_answer_no_command() {
         let mut st = State::default();
-        st.take(vec![ex(false, Kind::Hello(Some(3))), ex(true, Kind::Vadd)]);
-        feed(&mut st, b"%1\r\n+proto\r\n:3\r\n");
-        assert!(st.resp3);
+        st.take(vec![ex(true, Kind::Plain)]);
         assert!(!feed(&mut st, b">2\r\n+invalidate\r\n*0\r\n").0);
-        assert_eq!(feed(&mut st, b":0\r\n"), (true, b"#f\r\n".to_vec()));
-        st.take(vec![
-            ex(false, Kind::Multi),
-            ex(true, Kind::Vadd),
-            ex(true, Kind::Plain),
-            ex(true, Kind::Exec),
-        ]);
-        feed(&mut st, b"+OK\r\n");
-        feed(&mut st, b"+QUEUED\r\n");
-        feed(&mut st, b"+QUEUED\r\n");
-        let (hold, out) = feed(&mut st, b"*2\r\n:1\r\n:1\r\n");
-        assert!(hold);
-        assert_eq!(out, b"*2\r\n#t\r\n:1\r\n");
-        // RESP2 answers stay integers.
-        st.take(vec![ex(false, Kind::Hello(Some(2))), ex(true, Kind::Vadd)]);
-        feed(&mut st, b"*2\r\n$5\r\nproto\r\n:2\r\n");
-        assert_eq!(feed(&mut st, b":1\r\n").1, b":1\r\n");
+        assert_eq!(st.queue.len(), 1);
+        assert_eq!(feed(&mut st, b":0\r\n"), (true, b":0\r\n".to_vec()));
     }
 
     #[test]
@@ -347,6 +307,6 @@ mod tests {
             feed(&mut st, b"+OK\r\n"),
             (false, b"-EXECABORT x\r\n".to_vec())
         );
-        assert!(st.multi.is_none());
+        assert!(!st.multi);
     }
 }

@@ -14,24 +14,20 @@ use tokio::sync::mpsc;
 
 use super::ProxyCore;
 use crate::capture::redis::vadd;
+use crate::protocol::redis_commands::Effect;
 use crate::protocol::resp::parse_command;
 
 /// What the reply side does with the reply to one command.
 #[derive(Debug)]
 pub(super) struct Expect {
-    /// The command may have written: its reply waits until the log covers it.
-    pub write: bool,
+    /// Whether the command may have written: then its reply waits until the log covers it.
+    pub effect: Effect,
     pub kind: Kind,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Kind {
     Plain,
-    /// A `VADD` sent as the script that makes Redis replicate its effect; in RESP3 its
-    /// integer answer is turned back into the boolean `VADD` answers.
-    Vadd,
-    /// `HELLO` asking for this protocol version (if any).
-    Hello(Option<u8>),
     Reset,
     Multi,
     Exec,
@@ -46,8 +42,8 @@ pub(super) enum Kind {
 }
 
 impl Expect {
-    fn new(write: bool, kind: Kind) -> Expect {
-        Expect { write, kind }
+    fn new(effect: Effect, kind: Kind) -> Expect {
+        Expect { effect, kind }
     }
 }
 
@@ -93,7 +89,7 @@ pub(super) async fn run(
                 Err(_) => {
                     // Redis answers malformed input with its own error and closes the
                     // connection: let it. Its answer (and anything after) passes as it is.
-                    expects.push(Expect::new(true, Kind::Opaque));
+                    expects.push(Expect::new(Effect::Always, Kind::Opaque));
                     send(&tx, &mut expects)?;
                     out.extend_from_slice(&buf[used..]);
                     upstream.write_all(&out).await?;
@@ -108,7 +104,7 @@ pub(super) async fn run(
             }
             let name = lower(&argv[0]);
             let mut bytes: Option<Vec<u8>> = None;
-            let (write, kind) = match name.as_slice() {
+            let (effect, kind) = match name.as_slice() {
                 b"vecwal.snapshot" if !s.opaque => {
                     send(&tx, &mut expects)?;
                     flush(&mut upstream, &mut out).await?;
@@ -116,43 +112,43 @@ pub(super) async fn run(
                         Ok(line) => format!("+{line}\r\n").into_bytes(),
                         Err(e) => err_line(&format!("snapshot failed: {e}")),
                     };
-                    expects.push(Expect::new(false, Kind::Local(reply)));
+                    expects.push(Expect::new(Effect::None, Kind::Local(reply)));
                     continue;
                 }
                 b"subscribe" | b"psubscribe" | b"ssubscribe" | b"unsubscribe" | b"punsubscribe"
                 | b"sunsubscribe" | b"monitor" | b"sync" | b"psync" => {
                     s.opaque = true;
-                    (false, Kind::Opaque)
+                    (Effect::None, Kind::Opaque)
                 }
                 b"client" if argv.get(1).is_some_and(|a| lower(a) == b"reply") => {
                     s.opaque = true;
-                    (false, Kind::Opaque)
+                    (Effect::None, Kind::Opaque)
                 }
-                b"hello" => (false, Kind::Hello(hello_version(&argv))),
                 b"reset" => {
                     s = Session::default();
-                    (false, Kind::Reset)
+                    (Effect::None, Kind::Reset)
                 }
                 b"multi" => {
                     s.in_multi = true;
                     s.multi_refused = false;
-                    (false, Kind::Multi)
+                    (Effect::None, Kind::Multi)
                 }
                 b"discard" => {
                     s.in_multi = false;
-                    (false, Kind::Discard)
+                    (Effect::None, Kind::Discard)
                 }
                 b"exec" => {
                     s.in_multi = false;
-                    (true, Kind::Exec)
+                    // EXECABORT ran nothing; an EXEC that ran answers with an array.
+                    (Effect::OnSuccess, Kind::Exec)
                 }
                 b"vadd" => {
                     bytes = Some(vadd::wrap(&argv));
-                    (true, Kind::Vadd)
+                    (Effect::Always, Kind::Plain)
                 }
-                _ => (core.table.may_write(&argv), Kind::Plain),
+                _ => (core.table.effect(&argv), Kind::Plain),
             };
-            if write && core.log.check_admission().is_err() {
+            if effect != Effect::None && core.log.check_admission().is_err() {
                 // Before any wait, what is already accepted goes on.
                 send(&tx, &mut expects)?;
                 flush(&mut upstream, &mut out).await?;
@@ -164,11 +160,11 @@ pub(super) async fn run(
                             return Ok(());
                         }
                         Refusal::Reply(reply) => {
-                            expects.push(Expect::new(false, Kind::Local(reply)));
+                            expects.push(Expect::new(Effect::None, Kind::Local(reply)));
                             continue;
                         }
                         Refusal::Discard(reply) => {
-                            expects.push(Expect::new(false, Kind::Refused(reply)));
+                            expects.push(Expect::new(Effect::None, Kind::Refused(reply)));
                             out.extend_from_slice(b"*1\r\n$7\r\nDISCARD\r\n");
                             continue;
                         }
@@ -180,11 +176,11 @@ pub(super) async fn run(
                 // be what the client asked for. Redis itself aborts such a transaction.
                 let abort =
                     b"-EXECABORT Transaction discarded because of previous errors.\r\n".to_vec();
-                expects.push(Expect::new(false, Kind::Refused(abort)));
+                expects.push(Expect::new(Effect::None, Kind::Refused(abort)));
                 out.extend_from_slice(b"*1\r\n$7\r\nDISCARD\r\n");
                 continue;
             }
-            expects.push(Expect::new(write, kind));
+            expects.push(Expect::new(effect, kind));
             out.extend_from_slice(bytes.as_deref().unwrap_or(raw));
         }
         buf.drain(..used);
@@ -213,15 +209,6 @@ fn refuse(s: &mut Session, kind: Kind, refusal: Vec<u8>) -> Refusal {
         s.multi_refused = true;
     }
     Refusal::Reply(refusal)
-}
-
-/// The protocol version a `HELLO` asks for.
-fn hello_version(argv: &[Vec<u8>]) -> Option<u8> {
-    match argv.get(1).map(|v| v.as_slice()) {
-        Some(b"2") => Some(2),
-        Some(b"3") => Some(3),
-        _ => None,
-    }
 }
 
 /// Hands the expectations to the reply side; they must be there before their replies can
@@ -276,16 +263,5 @@ mod tests {
             refuse(&mut pubsub, Kind::Plain, Vec::new()),
             Refusal::Close
         ));
-    }
-
-    #[test]
-    fn hello_versions() {
-        let a = |w: &[&str]| w.iter().map(|x| x.as_bytes().to_vec()).collect::<Vec<_>>();
-        assert_eq!(hello_version(&a(&["HELLO", "3"])), Some(3));
-        assert_eq!(
-            hello_version(&a(&["HELLO", "2", "AUTH", "u", "p"])),
-            Some(2)
-        );
-        assert_eq!(hello_version(&a(&["HELLO"])), None);
     }
 }
