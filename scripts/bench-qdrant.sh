@@ -19,7 +19,7 @@ q_http=$(free_port); q_grpc=$(free_port); p_http=$(free_port); p_grpc=$(free_por
     QDRANT__STORAGE__SNAPSHOTS_PATH=$work/snapshots QDRANT__TELEMETRY_DISABLED=true \
     QDRANT__LOG_LEVEL=WARN exec "$qdrant" --disable-telemetry >"$work/qdrant.log" 2>&1) &
 pids+=($!)
-until curl -sf "http://127.0.0.1:$q_http/readyz" >/dev/null; do sleep 0.05; done
+wait_http "http://127.0.0.1:$q_http/readyz" 60
 "$vecwal" proxy qdrant --listen-http "127.0.0.1:$p_http" --listen-grpc "127.0.0.1:$p_grpc" \
     --upstream-http "http://127.0.0.1:$q_http" --upstream-grpc "http://127.0.0.1:$q_grpc" \
     --data-dir "$work/data" --store "$work/store" --ship-interval 1s > "$work/proxy.out" 2>"$work/proxy.log" &
@@ -29,8 +29,8 @@ p2_http=$(free_port); p2_grpc=$(free_port)
     --upstream-http "http://127.0.0.1:$q_http" --upstream-grpc "http://127.0.0.1:$q_grpc" \
     --data-dir "$work/data2" --store "$work/store2" --ship-interval 1s > "$work/proxy2.out" 2>"$work/proxy2.log" &
 proxy2=$!; pids+=($proxy2)
-until grep -q "listening on" "$work/proxy.out" "$work/proxy2.out" 2>/dev/null \
-    && [ "$(grep -l "listening on" "$work/proxy.out" "$work/proxy2.out" | wc -l)" = 2 ]; do sleep 0.05; done
+wait_line "$work/proxy.out" "listening on" 60 "$proxy" "$work/proxy.log"
+wait_line "$work/proxy2.out" "listening on" 60 "$proxy2" "$work/proxy2.log"
 
 Q_HTTP=$q_http Q_GRPC=$q_grpc P_HTTP=$p_http P_GRPC=$p_grpc P2_HTTP=$p2_http P2_GRPC=$p2_grpc \
     HALF="$work/half.json" "$VECWAL_PYTHON" scripts/bench-qdrant.py

@@ -47,7 +47,7 @@ start_proxy() { # name fsync; sets $port and $proxy_pid
         >"$work/$1.out" 2>"$work/$1.log" &
     proxy_pid=$!
     pids+=($proxy_pid)
-    until grep -q "listening on" "$work/$1.out" 2>/dev/null; do sleep 0.05; done
+    wait_line "$work/$1.out" "listening on" 60 "$proxy_pid" "$work/$1.log"
 }
 start_proxy always always; always_port=$port; always_pid=$proxy_pid
 start_proxy everysec everysec; everysec_port=$port

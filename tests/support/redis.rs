@@ -32,6 +32,8 @@ pub struct Redis {
     child: Child,
     pub port: u16,
     dir: tempfile::TempDir,
+    args: Vec<std::ffi::OsString>,
+    env: Vec<(String, String)>,
 }
 
 /// The redis-server binary and the modules every test server loads.
@@ -48,9 +50,27 @@ pub fn server_and_modules() -> (PathBuf, [PathBuf; 2]) {
     (server, [search, json])
 }
 
+/// libfaketime, which scripts/services.sh installs (Debian `faketime`).
+pub fn faketime_lib() -> PathBuf {
+    if let Some(p) = std::env::var_os("FAKETIME_LIB") {
+        return PathBuf::from(p);
+    }
+    let p = PathBuf::from("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1");
+    assert!(
+        p.exists(),
+        "libfaketime is not installed: run scripts/services.sh (scripts/test.sh does), or set FAKETIME_LIB"
+    );
+    p
+}
+
 impl Redis {
     /// Starts a server; `extra` are more `--option value` words (e.g. a password).
     pub fn start(extra: &[&str]) -> Redis {
+        Self::start_env(extra, &[])
+    }
+
+    /// [`Redis::start`] with environment variables for the server process.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Redis {
         let (server, [search, json]) = server_and_modules();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -58,29 +78,57 @@ impl Redis {
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(server)
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--dir")
-            .arg(dir.path())
-            // No RDB or AOF files: nothing in these tests restarts a server from its disk,
-            // and a test server must leave nothing behind. Everything else is Redis's
-            // default, `repl-diskless-sync-delay` (5 s) included.
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--logfile")
-            .arg(dir.path().join("redis.log"))
-            .arg("--loadmodule")
-            .arg(search)
-            .arg("--loadmodule")
-            .arg(json)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut r = Redis { child, port, dir };
+        let mut args: Vec<std::ffi::OsString> = vec![server.into()];
+        for a in ["--bind", "127.0.0.1", "--port", &port.to_string(), "--dir"] {
+            args.push(a.into());
+        }
+        args.push(dir.path().into());
+        // No RDB or AOF files unless a test asks (SHUTDOWN SAVE): a test server must leave
+        // nothing behind. Everything else is Redis's default, `repl-diskless-sync-delay`
+        // (5 s) included.
+        for a in ["--save", "", "--appendonly", "no", "--logfile"] {
+            args.push(a.into());
+        }
+        args.push(dir.path().join("redis.log").into());
+        for m in [search, json] {
+            args.push("--loadmodule".into());
+            args.push(m.into());
+        }
+        args.extend(extra.iter().map(Into::into));
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>();
+        let child = spawn(&args, &env);
+        let mut r = Redis {
+            child,
+            port,
+            dir,
+            args,
+            env,
+        };
         r.wait_ready();
         r
+    }
+
+    /// Stops the server (`SHUTDOWN SAVE` keeps its data in its RDB file for the next start,
+    /// `SHUTDOWN NOSAVE` loses it) and starts it again on the same port and directory.
+    pub fn restart(&mut self, save: bool) {
+        let how = if save { "SAVE" } else { "NOSAVE" };
+        let _ = self.conn().try_pipeline(
+            &encode_command(&[b"SHUTDOWN".to_vec(), how.as_bytes().to_vec()]),
+            1,
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "redis-server did not shut down");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !save {
+            let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
+        }
+        self.child = spawn(&self.args, &self.env);
+        self.wait_ready();
     }
 
     pub fn addr(&self) -> String {
@@ -114,6 +162,17 @@ impl Redis {
     pub fn conn(&self) -> Conn {
         Conn::new(TcpStream::connect(self.addr()).unwrap())
     }
+}
+
+fn spawn(args: &[std::ffi::OsString], env: &[(String, String)]) -> Child {
+    Command::new(&args[0])
+        .args(&args[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 impl Drop for Redis {

@@ -29,6 +29,11 @@ use crate::protocol::resp_value::{decode, Value};
 pub struct Position {
     pub replid: String,
     pub offset: u64,
+    /// Which connection of the probe read it. Two positions of one connection come from
+    /// one run of Redis: a change of replication id between them is Redis starting a new
+    /// history (as it does when its first replica connects), not a restart that may have
+    /// lost what the first position covered.
+    pub connection: u64,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -67,32 +72,47 @@ impl Prober {
 
 async fn run(upstream: RedisTarget, mut rx: mpsc::UnboundedReceiver<Reply>) {
     let mut waiting: Vec<Reply> = Vec::new();
+    let mut failing = false;
+    let mut connections = 0;
     loop {
+        // Callers that gave up (their hold timed out) need no answer.
+        waiting.retain(|w| !w.is_closed());
         if waiting.is_empty() {
             match rx.recv().await {
                 Some(w) => waiting.push(w),
                 None => return,
             }
         }
-        let mut conn = match Conn::open(&upstream).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open the replication-offset connection");
-                for w in waiting.drain(..) {
-                    let _ = w.send(Err(ProbeError::Upstream(e.clone())));
+        // A lost connection (Redis restarting, say) is opened again while callers wait:
+        // they bound their own wait (`HOLD_MAX`).
+        match Conn::open(&upstream).await {
+            Ok(mut conn) => {
+                connections += 1;
+                conn.id = connections;
+                if failing {
+                    tracing::info!("the replication-offset connection is back");
+                    failing = false;
                 }
-                // Callers fail (their clients' connections close); the next caller retries.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+                match conn.serve(&mut rx, &mut waiting).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the replication-offset connection failed; reopening");
+                    }
+                }
             }
-        };
-        if let Err(e) = conn.serve(&mut rx, &mut waiting).await {
-            tracing::warn!(error = %e, "the replication-offset connection failed; reopening");
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot open the replication-offset connection; retrying");
+                    failing = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
 }
 
 struct Conn {
+    id: u64,
     stream: TcpStream,
     buf: Vec<u8>,
     /// Callers of each request in flight, oldest first.
@@ -106,6 +126,7 @@ impl Conn {
         // The same login as every connection of the proxy's own (the client, the tap).
         let c = t.connect().await.map_err(|e| e.to_string())?;
         Ok(Conn {
+            id: 0,
             stream: c.into_stream(),
             buf: Vec::with_capacity(4096),
             inflight: VecDeque::new(),
@@ -120,11 +141,8 @@ impl Conn {
         waiting: &mut Vec<Reply>,
     ) -> Result<(), String> {
         let result = self.serve_inner(rx, waiting).await;
-        if let Err(e) = &result {
-            for w in self.inflight.drain(..).flatten().chain(waiting.drain(..)) {
-                let _ = w.send(Err(ProbeError::Upstream(e.clone())));
-            }
-        }
+        // Requests lost with the connection are asked again on the next one.
+        waiting.extend(self.inflight.drain(..).flatten());
         result
     }
 
@@ -177,7 +195,7 @@ impl Conn {
                             retry_at = tokio::time::Instant::now() + BUSY_RETRY;
                             continue;
                         }
-                        let answer = parse(&v);
+                        let answer = parse(&v, self.id);
                         for w in batch {
                             let _ = w.send(answer.clone());
                         }
@@ -196,7 +214,7 @@ fn is_busy(v: &Value) -> bool {
 }
 
 /// The position in an `INFO replication` reply.
-fn parse(v: &Value) -> Result<Position, ProbeError> {
+fn parse(v: &Value, connection: u64) -> Result<Position, ProbeError> {
     if let Value::Error(e) = v {
         return Err(ProbeError::Upstream(format!(
             "INFO replication refused: {} (the proxy's Redis user needs +info)",
@@ -216,6 +234,7 @@ fn parse(v: &Value) -> Result<Position, ProbeError> {
         (Some(r), Some(offset)) => Ok(Position {
             replid: r.to_string(),
             offset,
+            connection,
         }),
         _ => Err(ProbeError::Upstream(
             "INFO replication has no master_replid or master_repl_offset".into(),
@@ -244,14 +263,15 @@ mod tests {
                 .to_vec(),
         ));
         assert_eq!(
-            parse(&info).unwrap(),
+            parse(&info, 3).unwrap(),
             Position {
                 replid: "abc123".into(),
-                offset: 4711
+                offset: 4711,
+                connection: 3,
             }
         );
-        assert!(parse(&Value::Bulk(Some(b"role:master\r\n".to_vec()))).is_err());
-        let e = parse(&Value::Error(b"NOPERM no".to_vec())).unwrap_err();
+        assert!(parse(&Value::Bulk(Some(b"role:master\r\n".to_vec())), 1).is_err());
+        let e = parse(&Value::Error(b"NOPERM no".to_vec()), 1).unwrap_err();
         assert!(e.to_string().contains("+info"), "{e}");
     }
 }

@@ -109,29 +109,41 @@ impl ProxyCore {
 
     /// Waits until the log covers Redis's replication stream as far as it reaches now.
     async fn hold(&self) -> std::io::Result<()> {
-        let pos = self
-            .prober
-            .position()
-            .await
-            .map_err(std::io::Error::other)?;
-        let mut committed: watch::Receiver<(String, u64)> = self.tap.committed();
-        let covered = tokio::time::timeout(
-            HOLD_MAX,
-            committed.wait_for(|(replid, offset)| *replid == pos.replid && *offset >= pos.offset),
-        )
-        .await
-        .map(|r| r.is_ok());
-        match covered {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(std::io::Error::other("the tap stopped")),
+        match tokio::time::timeout(HOLD_MAX, self.covered()).await {
+            Ok(r) => r,
             Err(_) => {
                 tracing::error!(
-                    replid = %pos.replid,
-                    offset = pos.offset,
-                    "the log did not reach Redis's replication offset within {HOLD_MAX:?}; closing a client connection without its reply"
+                    "the log did not reach Redis's replication position within {HOLD_MAX:?}; closing a client connection without its reply"
                 );
                 Err(std::io::Error::other("the log did not catch up in time"))
             }
+        }
+    }
+
+    async fn covered(&self) -> std::io::Result<()> {
+        let probe = || async { self.prober.position().await.map_err(std::io::Error::other) };
+        let mut pos = probe().await?;
+        let mut committed: watch::Receiver<(String, u64)> = self.tap.committed();
+        loop {
+            let (replid, offset) = committed.borrow_and_update().clone();
+            if replid == pos.replid && offset >= pos.offset {
+                return Ok(());
+            }
+            if replid != pos.replid {
+                // The log follows another history. Redis makes a new replication id when
+                // its first replica connects: if the same run of Redis (the same probe
+                // connection) now reports another id, that position is the one to reach.
+                // A position from a later run could not vouch for this write.
+                let again = probe().await?;
+                if again.connection == pos.connection && again.replid != pos.replid {
+                    pos = again;
+                    continue;
+                }
+            }
+            committed
+                .changed()
+                .await
+                .map_err(|_| std::io::Error::other("the tap stopped"))?;
         }
     }
 
