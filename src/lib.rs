@@ -1,6 +1,7 @@
 //! vecwal: a write-ahead-log shipper for point-in-time recovery of Qdrant and Redis.
 //!
-//! The modules follow the data's way from capture to restore (see DESIGN.md §4):
+//! The modules follow the data's way from capture to restore (docs/design.md, with the
+//! promises the code keeps):
 //! - [`log`]: the local durable log: append with group commit, roll, seal, recovery,
 //!   memory-mapped readers and verification.
 //! - [`protocol`]: the wire both capture and restore speak: RESP, a Redis client and its

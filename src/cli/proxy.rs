@@ -68,17 +68,28 @@ struct QdrantArgs {
     capture: CaptureArgs,
 }
 
-/// A RESP proxy in front of Redis that logs every write Redis accepted.
+/// A RESP proxy in front of Redis: no reply to a write reaches a client before the write
+/// is in the log.
 ///
-/// Point the application at --listen instead of Redis. Reads, pub/sub, blocking commands
-/// and pipelines pass through; every write Redis accepted is logged, in the deterministic
-/// form Redis replicates it, before its reply reaches the client. At start the proxy takes
-/// a base snapshot (an RDB aligned to the log), then one every --snapshot-interval, and
-/// on demand (`vecwal snapshot redis`, or the command VECWAL.SNAPSHOT sent to the proxy).
+/// Point the application at --listen instead of Redis. Every byte passes through as it is:
+/// reads, pub/sub, blocking commands, scripts, transactions, pipelines, RESP3. The log is
+/// Redis's own replication stream, taken by a replica link inside the proxy: every effect
+/// Redis applied, in its order, in the deterministic form Redis replicates (scripts as
+/// their effects, relative TTLs as absolute times on Redis's clock, expiries and evictions
+/// as deletes). A reply that answers a command that may have written is held until the
+/// log covers Redis's replication stream past it. A VADD that updates an element, which
+/// Redis 8.2 does not replicate, is sent as a script that does (see docs/redis.md).
 ///
-/// Clients log in through the proxy as they would to Redis (AUTH/HELLO pass through and
-/// are never logged). The proxy's own connections (command table, snapshots) use the
-/// credentials of --upstream, or the password in --upstream-password-env.
+/// At start the replica link's full sync becomes a base snapshot (with Redis's default
+/// diskless sync that takes repl-diskless-sync-delay, 5 s); then one every
+/// --snapshot-interval, and on demand (`vecwal snapshot redis`, or the command
+/// VECWAL.SNAPSHOT sent to the proxy). Restarted on the same --data-dir, the proxy
+/// continues the log with a partial resync.
+///
+/// Clients log in through the proxy as they would to Redis (AUTH/HELLO pass through). The
+/// proxy's own connections use the credentials of --upstream, or the password in
+/// --upstream-password-env; that user needs only
+///   ACL SETUSER vecwal on >PASSWORD -@all +psync +replconf +ping +info +command
 ///
 /// Examples:
 ///   vecwal proxy redis --upstream redis://127.0.0.1:6379 --data-dir /var/lib/vecwal \

@@ -34,7 +34,8 @@ enum Target {
 /// master returns once a write is logged.
 ///
 /// Known limit: Redis 8.2 does not replicate a VADD that updates an existing vector-set
-/// element, so the tap cannot log it; the proxy (`vecwal proxy redis`) can.
+/// element, so the tap cannot log it; through the proxy (`vecwal proxy redis`) such VADDs
+/// are sent as a script that Redis does replicate.
 ///
 /// On-demand snapshots: `vecwal snapshot redis --tap ADDR` (the --control address).
 ///

@@ -1,7 +1,7 @@
 //! Recovery when a log is opened: the only place files are repaired, always under the
 //! directory lock.
 //!
-//! Rules (DESIGN.md §5, SPEC.md §8): temp files are leftovers and go; an open segment
+//! Rules (SPEC.md §8, docs/log.md): temp files are leftovers and go; an open segment
 //! whose sealed twin exists was already sealed and goes; a torn tail is truncated only in
 //! the newest open segment; any other damage, or a gap between files, is an error naming
 //! the file and offset.
