@@ -15,7 +15,8 @@ use crate::time::{format_us, parse_time};
 /// Sends every logged write stamped between --from and --to (inclusive), in order. Into a
 /// Redis (redis://…) as ordinary commands, pipelined; filter by database and key pattern to
 /// follow one document's history. Into a Qdrant (http://…) as the REST and gRPC requests
-/// they were (gRPC ones need --target-grpc), each waited for; filter by --collection.
+/// they were (gRPC ones to the REST port + 1 unless --target-grpc), each waited for;
+/// filter by --collection.
 /// --dry-run prints the writes instead. Writes go to the target as they are: replay into
 /// staging, not production.
 ///
@@ -24,7 +25,7 @@ use crate::time::{format_us, parse_time};
 ///       --target redis://127.0.0.1:6390 --key-pattern 'doc:42*' --dry-run
 ///   vecwal replay --store s3://b/vw --from -2h --to -1h --target redis://staging --rate 5000
 ///   vecwal replay --store ./backups --stream qdrant --from -1h --target http://staging:6333 \
-///       --target-grpc http://staging:6334 --collection docs
+///       --collection docs
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -59,7 +60,8 @@ pub struct Args {
     /// Qdrant: replay this collection only.
     #[arg(long, value_name = "NAME")]
     collection: Option<String>,
-    /// Qdrant: the target's gRPC API (for writes that were logged from gRPC clients).
+    /// Qdrant: the target's gRPC API, for writes logged from gRPC clients [default: the
+    /// --target port + 1, Qdrant's own default].
     #[arg(long, value_name = "URL")]
     target_grpc: Option<String>,
 }
@@ -182,12 +184,11 @@ async fn run_qdrant(a: Args, from: i64, to: i64) -> anyhow::Result<ExitCode> {
     );
     let uri = super::proxy::http_uri;
     let target = QdrantTarget {
+        grpc: Some(super::restore_qdrant::grpc_target(
+            &uri("--target", &a.target)?,
+            a.target_grpc.as_deref(),
+        )?),
         rest: uri("--target", &a.target)?,
-        grpc: a
-            .target_grpc
-            .as_deref()
-            .map(|g| uri("--target-grpc", g))
-            .transpose()?,
         api_key: None,
     };
     let keyring = a.crypt.keyring()?.map(Arc::new);

@@ -27,7 +27,7 @@ use crate::time::format_us;
 ///   vecwal restore qdrant --store s3://backups/vecwal --collection docs \
 ///       --at 2026-11-21T09:59:00Z --target http://127.0.0.1:6333 --as docs_0959
 ///   vecwal restore qdrant --store ./backups --collection docs --at -15m \
-///       --target http://staging:6333 --target-grpc http://staging:6334 --dry-run
+///       --target http://staging:6333 --dry-run
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -45,7 +45,8 @@ pub struct Args {
     /// The target Qdrant's REST API.
     #[arg(long, value_name = "URL")]
     target: String,
-    /// The target Qdrant's gRPC API (needed when writes were logged from gRPC clients).
+    /// The target Qdrant's gRPC API, for writes logged from gRPC clients [default: the
+    /// --target port + 1, Qdrant's own default (6333 → 6334)].
     #[arg(long, value_name = "URL")]
     target_grpc: Option<String>,
     /// Read the target's api-key from this environment variable.
@@ -66,14 +67,29 @@ pub struct Args {
     from_empty: bool,
 }
 
+/// The gRPC address: `given`, or the REST port + 1 as Qdrant configures itself by
+/// default, said in one line.
+pub fn grpc_target(rest: &http::Uri, given: Option<&str>) -> anyhow::Result<http::Uri> {
+    if let Some(g) = given {
+        return uri("--target-grpc", g);
+    }
+    let host = rest.host().unwrap_or("127.0.0.1");
+    let port = rest.port_u16().unwrap_or(6333);
+    let port = port
+        .checked_add(1)
+        .ok_or_else(|| anyhow::anyhow!("give the target's gRPC address with --target-grpc"))?;
+    let g = uri("--target-grpc", &format!("http://{host}:{port}"))?;
+    eprintln!(
+        "gRPC writes go to {g} (the REST port + 1, Qdrant's default; --target-grpc to change)"
+    );
+    Ok(g)
+}
+
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let rest = uri("--target", &a.target)?;
     let target = QdrantTarget {
-        rest: uri("--target", &a.target)?,
-        grpc: a
-            .target_grpc
-            .as_deref()
-            .map(|g| uri("--target-grpc", g))
-            .transpose()?,
+        grpc: Some(grpc_target(&rest, a.target_grpc.as_deref())?),
+        rest,
         api_key: match &a.api_key_env {
             Some(v) => Some(
                 std::env::var(v).with_context(|| format!("environment variable {v} is not set"))?,

@@ -2,6 +2,16 @@
 //! a request's path, percent-encoding a path segment, and the HTTP/2 windows both use.
 
 use http::Uri;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+/// The TCP connector of every HTTP client vecwal runs (the proxy's upstream, the restore's
+/// target). A request goes out in parts (headers, then its body); without TCP_NODELAY a
+/// small last part waits for the previous one's delayed ACK: some 40 ms a request.
+pub fn connector() -> HttpConnector {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    c
+}
 
 /// HTTP/2 flow-control windows, both ways (see `Proxy::new`).
 pub const H2_STREAM_WINDOW: u32 = 4 << 20;

@@ -9,6 +9,10 @@ use crate::catalog::keys::{snapshot_data_key, snapshot_manifest_key};
 use crate::catalog::SnapshotManifest;
 use crate::store::{Keyring, Store, StoreError};
 
+/// The format of an empty Qdrant base: the collection did not exist at its LSN (it was
+/// created by the next record), so a restore loads nothing and applies the records.
+pub const QDRANT_EMPTY: &str = "qdrant-empty";
+
 /// Where a snapshot is aligned: it reflects every record with LSN <= `lsn` and none
 /// after; `time_us` is that record's timestamp; `format` names the data (`rdb`, …).
 #[derive(Debug, Clone, Copy)]

@@ -17,10 +17,12 @@ use vecwal_format::Operation;
 use super::proxy::{full, grpc_error, namespace, strip_hop_headers, Body, Error, Proxy, MAX_BODY};
 use crate::log::Entry;
 use crate::protocol::http::join;
+use crate::protocol::qdrant::api::{cluster_grpc, grpc_method, Disposition};
 use crate::protocol::qdrant::grpc::classify;
 
 // gRPC status codes used here.
 const INVALID_ARGUMENT: u32 = 3;
+const FAILED_PRECONDITION: u32 = 9;
 const RESOURCE_EXHAUSTED: u32 = 8;
 const UNIMPLEMENTED: u32 = 12;
 const INTERNAL: u32 = 13;
@@ -35,17 +37,19 @@ pub async fn handle(proxy: &Proxy, upstream: &Uri, req: Request<Incoming>) -> Re
     };
     strip_hop_headers(&mut parts.headers);
     // The method alone tells a possible mutation; reads never wait for their whole body.
-    if classify(&path, &[]).is_none() {
-        let req = Request::from_parts(parts, body.map_err(Error::from).boxed());
-        return match proxy.h2.request(req).await {
-            Ok(resp) => {
-                let (mut p, b) = resp.into_parts();
-                strip_hop_headers(&mut p.headers);
-                Response::from_parts(p, b.map_err(Error::from).boxed())
-            }
-            Err(e) => grpc_error(UNAVAILABLE, &format!("vecwal: Qdrant unreachable: {e}")),
-        };
-    }
+    let d = match grpc_method(&path) {
+        None => {
+            return grpc_error(
+                UNIMPLEMENTED,
+                &format!("vecwal: {path} is not a method vecwal knows (it knows Qdrant 1.18.3's API) and it refuses what it cannot tell to be a read"),
+            )
+        }
+        Some(Disposition::Refused(why)) => {
+            return grpc_error(FAILED_PRECONDITION, &format!("vecwal: refused: {why}"))
+        }
+        Some(d @ (Disposition::Logged(..) | Disposition::Cluster)) => d,
+        Some(_) => return pass(proxy, parts, body.map_err(Error::from).boxed()).await,
+    };
     if let Err(e) = proxy.log.admit().await {
         return grpc_error(UNAVAILABLE, &format!("vecwal: {e}"));
     }
@@ -77,7 +81,18 @@ pub async fn handle(proxy: &Proxy, upstream: &Uri, req: Request<Incoming>) -> Re
         }
         _ => bytes.slice(5..),
     };
-    let m = classify(&path, &message).expect("a mutation method");
+    if d == Disposition::Cluster {
+        match cluster_grpc(&message) {
+            Disposition::Logged(..) => {}
+            Disposition::Refused(why) => {
+                return grpc_error(FAILED_PRECONDITION, &format!("vecwal: refused: {why}"))
+            }
+            _ => return pass(proxy, parts, full(bytes)).await,
+        }
+    }
+    let Some(m) = classify(&path, &message) else {
+        return grpc_error(INTERNAL, "vecwal: unclassified write");
+    };
     let id = proxy.next_id.fetch_add(1, Ordering::Relaxed);
     let ns = namespace(&m.touches);
     let pass = proxy.order.claim(id, m.touches).await;
@@ -125,19 +140,35 @@ pub async fn handle(proxy: &Proxy, upstream: &Uri, req: Request<Incoming>) -> Re
         path: path.clone(),
         message: message.to_vec(),
     };
-    let durable = match Entry::new(ns, &op) {
+    let durable = match Entry::new(ns.clone(), &op) {
         Ok(e) => proxy.log.append(e),
         Err(e) => return grpc_error(INTERNAL, &format!("vecwal: {e}")),
     };
     drop(pass); // the LSN is assigned: the next conflicting write may go
-    if let Err(e) = durable.await {
-        tracing::error!(error = %e, what = m.what, "a write Qdrant applied could not be logged");
-        return grpc_error(
-            INTERNAL,
-            &format!("vecwal could not log this write, which Qdrant applied: {e}"),
-        );
+    match durable.await {
+        Ok(a) if m.what == "create collection" => super::bases::empty(proxy, &ns, a).await,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, what = m.what, "a write Qdrant applied could not be logged");
+            return grpc_error(
+                INTERNAL,
+                &format!("vecwal could not log this write, which Qdrant applied: {e}"),
+            );
+        }
     }
     answer(p, data, trailers)
+}
+
+/// Streams a call that is not logged both ways, trailers included.
+async fn pass(proxy: &Proxy, parts: http::request::Parts, body: Body) -> Response<Body> {
+    match proxy.h2.request(Request::from_parts(parts, body)).await {
+        Ok(resp) => {
+            let (mut p, b) = resp.into_parts();
+            strip_hop_headers(&mut p.headers);
+            Response::from_parts(p, b.map_err(Error::from).boxed())
+        }
+        Err(e) => grpc_error(UNAVAILABLE, &format!("vecwal: Qdrant unreachable: {e}")),
+    }
 }
 
 /// A collected answer played back: its data, then its trailers (where gRPC keeps the

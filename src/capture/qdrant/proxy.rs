@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -27,8 +27,9 @@ use vecwal_format::Operation;
 
 use super::order::Order;
 use crate::log::{Entry, Log};
-use crate::protocol::http::{join, H2_CONN_WINDOW, H2_STREAM_WINDOW};
-use crate::protocol::qdrant::rest::{classify, Touches};
+use crate::protocol::http::{connector, join, H2_CONN_WINDOW, H2_STREAM_WINDOW};
+use crate::protocol::qdrant::api::{cluster_rest, rest_route, Disposition};
+use crate::protocol::qdrant::rest::{classify, Mutation, Touches};
 use crate::store::{Keyring, Store};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -78,14 +79,14 @@ impl Proxy {
         upstream_grpc: Option<Uri>,
         snapshots: SnapshotStores,
     ) -> Arc<Proxy> {
-        let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let client = Client::builder(TokioExecutor::new()).build(connector());
         let h2 = Client::builder(TokioExecutor::new())
             .http2_only(true)
             // Upserts of a few hundred 384-dim points are hundreds of KiB: windows of the
             // default 64 KiB would cost round trips of window updates per request.
             .http2_initial_stream_window_size(H2_STREAM_WINDOW)
             .http2_initial_connection_window_size(H2_CONN_WINDOW)
-            .build(HttpConnector::new());
+            .build(connector());
         Arc::new(Proxy {
             log,
             order,
@@ -153,18 +154,64 @@ impl Proxy {
         };
         parts.uri = uri;
         strip_hop_headers(&mut parts.headers);
-        let Some(m) = classify(parts.method.as_str(), parts.uri.path()) else {
-            // Not a mutation: stream both ways.
-            let req = Request::from_parts(parts, body.map_err(Error::from).boxed());
-            return match self.client.request(req).await {
-                Ok(resp) => {
-                    let (mut p, b) = resp.into_parts();
-                    strip_hop_headers(&mut p.headers);
-                    Response::from_parts(p, b.map_err(Error::from).boxed())
-                }
-                Err(e) => error(StatusCode::BAD_GATEWAY, &format!("Qdrant unreachable: {e}")),
-            };
+        let route = rest_route(parts.method.as_str(), parts.uri.path());
+        let Some(route) = route else {
+            if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+                return self.pass(parts, body.map_err(Error::from).boxed()).await;
+            }
+            return error(
+                StatusCode::NOT_IMPLEMENTED,
+                &format!(
+                    "{} {} is not an endpoint vecwal knows (it knows Qdrant 1.18.3's API) and it \
+                     refuses what it cannot tell to be a read, so that no write goes unlogged",
+                    parts.method,
+                    parts.uri.path()
+                ),
+            );
         };
+        let collection = route.collection.unwrap_or_default();
+        match route.route.3 {
+            Disposition::Read | Disposition::ReadByPost(_) | Disposition::Ignored(_) => {
+                self.pass(parts, body.map_err(Error::from).boxed()).await
+            }
+            Disposition::Refused(why) => error(
+                StatusCode::BAD_REQUEST,
+                &format!("refused through the proxy: {why}"),
+            ),
+            Disposition::Rebase(what) => {
+                super::bases::rebase(self, parts, body, collection, what).await
+            }
+            Disposition::Logged(..) | Disposition::Cluster => {
+                let Some(m) = classify(parts.method.as_str(), parts.uri.path()) else {
+                    return error(StatusCode::INTERNAL_SERVER_ERROR, "unclassified write");
+                };
+                self.mutation(parts, body, pq, m, route.route.3).await
+            }
+        }
+    }
+
+    /// Streams a request that is not logged both ways.
+    async fn pass(&self, parts: http::request::Parts, body: Body) -> Response<Body> {
+        match self.client.request(Request::from_parts(parts, body)).await {
+            Ok(resp) => {
+                let (mut p, b) = resp.into_parts();
+                strip_hop_headers(&mut p.headers);
+                Response::from_parts(p, b.map_err(Error::from).boxed())
+            }
+            Err(e) => error(StatusCode::BAD_GATEWAY, &format!("Qdrant unreachable: {e}")),
+        }
+    }
+
+    /// A write: read whole, ordered, forwarded, logged once Qdrant accepted it, answered
+    /// once the record is durable.
+    async fn mutation(
+        &self,
+        parts: http::request::Parts,
+        body: Incoming,
+        pq: String,
+        m: Mutation,
+        d: Disposition,
+    ) -> Response<Body> {
         if let Err(e) = self.log.admit().await {
             return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
         }
@@ -177,6 +224,18 @@ impl Proxy {
                 )
             }
         };
+        if d == Disposition::Cluster {
+            match cluster_rest(&bytes) {
+                Disposition::Logged(..) => {}
+                Disposition::Refused(why) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("refused through the proxy: {why}"),
+                    )
+                }
+                _ => return self.pass(parts, full(bytes)).await,
+            }
+        }
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -212,18 +271,24 @@ impl Proxy {
             content_type,
             body: bytes.to_vec(),
         };
-        let durable = match Entry::new(namespace, &op) {
+        let durable = match Entry::new(namespace.clone(), &op) {
             Ok(e) => self.log.append(e),
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         };
         // The LSN is assigned: the next conflicting write may go.
         drop(pass);
-        if let Err(e) = durable.await {
-            tracing::error!(error = %e, what = m.what, "a write Qdrant applied could not be logged");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("vecwal could not log this write, which Qdrant applied: {e}"),
-            );
+        match durable.await {
+            Ok(a) if m.what == "create collection" => {
+                super::bases::empty(self, &namespace, a).await
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, what = m.what, "a write Qdrant applied could not be logged");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("vecwal could not log this write, which Qdrant applied: {e}"),
+                );
+            }
         }
         p.headers.remove(header::CONTENT_LENGTH);
         Response::from_parts(p, full(answer))
@@ -323,7 +388,7 @@ pub(super) fn strip_hop_headers(h: &mut HeaderMap) {
 }
 
 /// A JSON error in Qdrant's own shape, so clients show it.
-fn error(status: StatusCode, msg: &str) -> Response<Body> {
+pub(super) fn error(status: StatusCode, msg: &str) -> Response<Body> {
     let body = serde_json::json!({ "status": { "error": format!("vecwal: {msg}") }, "time": 0.0 });
     let mut r = Response::new(full(Bytes::from(body.to_string())));
     *r.status_mut() = status;

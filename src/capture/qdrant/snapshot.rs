@@ -12,6 +12,7 @@ use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use vecwal_format::Operation;
 
+use super::order::Claim;
 use super::proxy::{full, Proxy};
 use crate::catalog::SnapshotManifest;
 use crate::log::{now_us, Entry};
@@ -26,9 +27,6 @@ pub async fn take(
     collection: &str,
     api_key: Option<&HeaderValue>,
 ) -> Result<SnapshotManifest, String> {
-    // One at a time: each ends with a marker record, so the next is at a later LSN.
-    let _one = proxy.snapshots.lock().await;
-    let enc = percent(collection);
     let id = proxy
         .next_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -36,7 +34,25 @@ pub async fn take(
         .order
         .claim(id, Touches::Collection(collection.to_string()))
         .await;
-    let (lsn, time_us) = proxy.log.last_appended();
+    take_claimed(proxy, collection, api_key, pass, None).await
+}
+
+/// [`take`] for a caller that already holds the claim on `collection` (released once
+/// Qdrant has made the snapshot). The snapshot is tagged with the time of the log's last
+/// record, or `taken_at` for one that holds a change no record has (a recovery from a
+/// snapshot file): a restore to an earlier time must not use it.
+pub async fn take_claimed(
+    proxy: &Proxy,
+    collection: &str,
+    api_key: Option<&HeaderValue>,
+    pass: Claim,
+    taken_at: Option<i64>,
+) -> Result<SnapshotManifest, String> {
+    // One at a time: each ends with a marker record, so the next is at a later LSN.
+    let _one = proxy.snapshots.lock().await;
+    let enc = percent(collection);
+    let (lsn, last_time) = proxy.log.last_appended();
+    let time_us = taken_at.unwrap_or(last_time);
     let created = call(
         proxy,
         Method::POST,

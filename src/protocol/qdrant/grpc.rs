@@ -1,39 +1,26 @@
-//! Which Qdrant gRPC calls change data, the collection a request names, and the few lines
-//! of protobuf reading that needs (here and in [`super::points`], and for the restore).
+//! Which Qdrant gRPC calls are logged ([`super::api`]), and the collection a request names.
 //!
 //! Every mutating request message of Qdrant's API (`qdrant.Points`, `qdrant.Collections`)
 //! carries the collection name as protobuf field 1 (a string), so reading that one field is
 //! enough to order conflicting writes; the message itself is logged as it came.
 
+use super::api::{Disposition, Scope};
 use super::rest::{Mutation, Touches};
 use crate::protocol::protobuf::string_field_1;
 
-/// The mutation the method `path` (e.g. `/qdrant.Points/Upsert`) is, given its request
+/// The logged call the method `path` (e.g. `/qdrant.Points/Upsert`) is, given its request
 /// message; `None` for reads and everything else. A mutation whose collection cannot be
 /// read is ordered against everything.
 pub fn classify(path: &str, message: &[u8]) -> Option<Mutation> {
-    let (service, method) = path.trim_start_matches('/').split_once('/')?;
-    let what = match (service, method) {
-        ("qdrant.Points", "Upsert") => "upsert points",
-        ("qdrant.Points", "Delete") => "delete points",
-        ("qdrant.Points", "UpdateVectors") => "update vectors",
-        ("qdrant.Points", "DeleteVectors") => "delete vectors",
-        ("qdrant.Points", "SetPayload") => "set payload",
-        ("qdrant.Points", "OverwritePayload") => "overwrite payload",
-        ("qdrant.Points", "DeletePayload") => "delete payload",
-        ("qdrant.Points", "ClearPayload") => "clear payload",
-        ("qdrant.Points", "UpdateBatch") => "batch update",
-        ("qdrant.Points", "CreateFieldIndex") => "create field index",
-        ("qdrant.Points", "DeleteFieldIndex") => "delete field index",
-        ("qdrant.Collections", "Create") => "create collection",
-        ("qdrant.Collections", "Update") => "update collection",
-        ("qdrant.Collections", "Delete") => "delete collection",
-        ("qdrant.Collections", "UpdateAliases") => {
+    let what = match super::api::grpc_method(path)? {
+        Disposition::Logged(_, Scope::Aliases) => {
             return Some(Mutation {
                 touches: Touches::All,
                 what: "aliases",
             })
         }
+        Disposition::Logged(what, _) => what,
+        Disposition::Cluster => "cluster setup",
         _ => return None,
     };
     let touches = match (string_field_1(message), super::points::grpc(path, message)) {

@@ -1,9 +1,9 @@
-//! Which Qdrant REST requests change data, and what they touch.
+//! Which Qdrant REST requests are logged, and what they touch.
 //!
 //! Qdrant reads by POST as often as by GET (search, query, scroll, count, retrieve), so a
-//! request is a write only when its method and path match one of the mutations below; every
-//! other request passes through unlogged. The list follows Qdrant's OpenAPI (v1.x): points,
-//! vectors, payload, batch update, field indexes, collections and aliases.
+//! request is a write only when its route is one [`super::api`] lists as logged.
+
+use super::api::{Disposition, Scope};
 
 /// What a mutation touches, for ordering conflicting writes (promise 3).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,34 +68,21 @@ pub struct Mutation {
     pub what: &'static str,
 }
 
-/// The mutation `method path` is, if any. `path` is the request path without the query.
+/// The logged request `method path` is, if any. `path` is the request path without the
+/// query. A cluster-setup request counts (its body decides whether it is logged).
 pub fn classify(method: &str, path: &str) -> Option<Mutation> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let one = |c: &str, what| {
-        Some(Mutation {
-            touches: Touches::Collection(decode(c)),
-            what,
-        })
-    };
-    match (method, segs.as_slice()) {
-        ("POST", ["collections", "aliases"]) => Some(Mutation {
+    let m = super::api::rest_route(method, path)?;
+    let c = || Touches::Collection(m.collection.clone().unwrap_or_default());
+    match m.route.3 {
+        Disposition::Logged(what, Scope::Aliases) => Some(Mutation {
             touches: Touches::All,
-            what: "aliases",
+            what,
         }),
-        ("PUT", ["collections", c]) => one(c, "create collection"),
-        ("PATCH", ["collections", c]) => one(c, "update collection"),
-        ("DELETE", ["collections", c]) => one(c, "delete collection"),
-        ("PUT", ["collections", c, "points"]) => one(c, "upsert points"),
-        ("POST", ["collections", c, "points", "delete"]) => one(c, "delete points"),
-        ("PUT", ["collections", c, "points", "vectors"]) => one(c, "update vectors"),
-        ("POST", ["collections", c, "points", "vectors", "delete"]) => one(c, "delete vectors"),
-        ("POST", ["collections", c, "points", "payload"]) => one(c, "set payload"),
-        ("PUT", ["collections", c, "points", "payload"]) => one(c, "overwrite payload"),
-        ("POST", ["collections", c, "points", "payload", "delete"]) => one(c, "delete payload"),
-        ("POST", ["collections", c, "points", "payload", "clear"]) => one(c, "clear payload"),
-        ("POST", ["collections", c, "points", "batch"]) => one(c, "batch update"),
-        ("PUT", ["collections", c, "index"]) => one(c, "create field index"),
-        ("DELETE", ["collections", c, "index", _]) => one(c, "delete field index"),
+        Disposition::Logged(what, _) => Some(Mutation { touches: c(), what }),
+        Disposition::Cluster => Some(Mutation {
+            touches: c(),
+            what: "cluster setup",
+        }),
         _ => None,
     }
 }

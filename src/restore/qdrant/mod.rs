@@ -21,6 +21,8 @@ use self::pipeline::Pipeline;
 use self::target::{apply_err, Applied, Target};
 use super::{fetch_snapshot, records, Plan, RestoreError};
 use crate::protocol::http::percent;
+use crate::protocol::qdrant::{grpc, rest};
+use crate::snapshot::QDRANT_EMPTY;
 use crate::store::{Keyring, Store};
 
 /// Where to restore to.
@@ -94,7 +96,8 @@ pub async fn restore(
             )))
         }
     }
-    if let Some(b) = &plan.base {
+    // An empty base (the collection was created after it): nothing to load.
+    if let Some(b) = plan.base.as_ref().filter(|b| b.format != QDRANT_EMPTY) {
         let data = fetch_snapshot(store.as_ref(), b, keyring.as_deref()).await?;
         let boundary = format!("vecwal-{}", &b.sha256[..16]);
         let mut form = Vec::with_capacity(data.len() + 256);
@@ -140,6 +143,8 @@ pub async fn restore(
         progress(p);
         Ok(())
     };
+    // The collection's last deletion among the records, unless created again after it.
+    let mut deleted: Option<(u64, i64)> = None;
     while let Some(batch) = rx.recv().await {
         for r in batch? {
             last = (r.lsn, r.timestamp_us);
@@ -150,10 +155,23 @@ pub async fn restore(
                 skipped += 1;
                 continue;
             }
+            match lifecycle(&r) {
+                Some("delete collection") => deleted = Some((r.lsn, r.timestamp_us)),
+                Some("create collection") => deleted = None,
+                _ => {}
+            }
             pipe.send(&r, collection, name, &mut done).await?;
         }
     }
     pipe.finish(&mut done).await?;
+    if let Some((lsn, time_us)) = deleted {
+        return Err(RestoreError::Apply(format!(
+            "collection {collection:?} did not exist at that time: it was deleted at {} (LSN \
+             {lsn}) and not created again before LSN {}; restore to a time before the deletion",
+            crate::time::format_us(time_us),
+            last.0
+        )));
+    }
     Ok(Summary {
         records_applied: p.records_applied,
         records_skipped: skipped,
@@ -162,6 +180,18 @@ pub async fn restore(
         final_time_us: last.1,
         elapsed: started.elapsed(),
     })
+}
+
+/// Whether a record creates or deletes its collection (REST or gRPC).
+fn lifecycle(r: &Record) -> Option<&'static str> {
+    let what = match Operation::decode(r.kind, &r.payload).ok()? {
+        Operation::QdrantRest { method, path, .. } => {
+            rest::classify(&method, path.split('?').next().unwrap_or(""))?.what
+        }
+        Operation::QdrantGrpc { path, message } => grpc::classify(&path, &message)?.what,
+        _ => return None,
+    };
+    matches!(what, "create collection" | "delete collection").then_some(what)
 }
 
 /// What a forensic replay did.

@@ -30,13 +30,13 @@ impl Target {
     pub(super) fn new(t: &QdrantTarget) -> Target {
         Target {
             t: t.clone(),
-            h1: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            h1: Client::builder(TokioExecutor::new()).build(proxy::connector()),
             // Up to `pipeline::DEPTH` calls share one connection: windows as the proxy's.
             h2: Client::builder(TokioExecutor::new())
                 .http2_only(true)
                 .http2_initial_stream_window_size(proxy::H2_STREAM_WINDOW)
                 .http2_initial_connection_window_size(proxy::H2_CONN_WINDOW)
-                .build(HttpConnector::new()),
+                .build(proxy::connector()),
         }
     }
 
