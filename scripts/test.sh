@@ -15,13 +15,14 @@ echo "== services"
 eval "$(./scripts/services.sh)"
 echo "SeaweedFS: $WEED_BIN"
 echo "Redis: $REDIS_SERVER (modules: $REDISEARCH_SO, $REJSON_SO)"
-# No registry ships the Qdrant server: it is found, not installed (docs/qdrant.md).
+# No registry ships the Qdrant server: services.sh unpacks the one ../shared/qdrant carries
+# (QDRANT_BIN, when set, wins); a checkout with neither skips the Qdrant tests, loudly.
 if [ -n "${QDRANT_BIN:-}" ] && [ -x "$QDRANT_BIN" ]; then
     echo "Qdrant: $QDRANT_BIN"
 elif command -v qdrant >/dev/null 2>&1; then
     echo "Qdrant: $(command -v qdrant)"
 else
-    echo "!!!!! SKIPPED: Qdrant tests: no qdrant binary (set QDRANT_BIN or put qdrant on PATH; see docs/qdrant.md) !!!!!"
+    echo "!!!!! SKIPPED: Qdrant tests: no qdrant binary (no ../shared/qdrant; set QDRANT_BIN or put qdrant on PATH; see docs/qdrant.md) !!!!!"
 fi
 
 echo "== cargo fmt --check"

@@ -43,12 +43,27 @@ impl Qdrant {
     /// Starts a server with scratch storage on loopback ports, or `None` (after the skip
     /// line) when there is no binary.
     pub fn start(api_key: Option<&str>) -> Option<Qdrant> {
+        Self::start_on(api_key, (free_port(), free_port()))
+    }
+
+    /// [`Qdrant::start`] with its gRPC port right after its REST port, as Qdrant's own
+    /// defaults have them (6333, 6334).
+    pub fn start_adjacent(api_key: Option<&str>) -> Option<Qdrant> {
+        let ports = loop {
+            let p = free_port();
+            if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+                break (p, p + 1);
+            }
+        };
+        Self::start_on(api_key, ports)
+    }
+
+    fn start_on(api_key: Option<&str>, (http_port, grpc_port): (u16, u16)) -> Option<Qdrant> {
         let Some(bin) = binary() else {
             eprintln!("{SKIP_LINE}");
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
-        let (http_port, grpc_port) = (free_port(), free_port());
         let mut cmd = Command::new(bin);
         cmd.current_dir(dir.path())
             .env("QDRANT__SERVICE__HOST", "127.0.0.1")
