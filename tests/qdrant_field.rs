@@ -294,3 +294,71 @@ fn refused_and_unknown_writes_never_reach_qdrant() {
         "{logged:?}"
     );
 }
+
+#[test]
+fn writes_through_an_alias_restore_under_the_collection_they_reached() {
+    let Some(q) = Qdrant::start(None) else { return };
+    let mut p = Proxied::start(&q);
+    let a = p.addr();
+    for c in ["docs_v1", "docs_v2", "docs_v3"] {
+        ok(
+            &a,
+            "PUT",
+            &format!("/collections/{c}"),
+            json!({"vectors": {"size": 2, "distance": "Dot"}}),
+        );
+    }
+    let swap = |to: &str| json!({"actions": [{"create_alias": {"collection_name": to, "alias_name": "live"}}]});
+    ok(&a, "POST", "/collections/aliases", swap("docs_v1"));
+    // Writers through the alias while it is swapped to docs_v2 under them (blue/green).
+    let writers: Vec<_> = (0..3u64)
+        .map(|w| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                for i in 0..40u64 {
+                    let id = w * 1000 + i;
+                    upsert(
+                        &a,
+                        "live",
+                        json!([{"id": id, "vector": [1.0, id as f64], "payload": {"w": w}}]),
+                    );
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(50)); // let the writers start
+    ok(&a, "POST", "/collections/aliases", swap("docs_v2"));
+    for w in writers {
+        w.join().unwrap();
+    }
+    // A swap made on Qdrant directly is followed too, once the proxy has read the aliases
+    // again (it does every second).
+    let q_addr = q.http_addr();
+    ok(&q_addr, "POST", "/collections/aliases", swap("docs_v3"));
+    let reads = p.proxy.as_ref().unwrap().alias_reads();
+    while p.proxy.as_ref().unwrap().alias_reads() < reads + 2 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    upsert(&a, "live", json!([{"id": 7, "vector": [0.5, 0.5]}]));
+    let want: Vec<Value> = ["docs_v1", "docs_v2", "docs_v3"]
+        .iter()
+        .map(|c| state(&q_addr, c))
+        .collect();
+    assert!(
+        want.iter()
+            .all(|s| !s["points"].as_array().unwrap().is_empty()),
+        "{want:?}"
+    );
+    let at = vecwal::log::now_us();
+    p.stop();
+    let logged = p.logged();
+    assert!(
+        logged.iter().all(|(c, ..)| c != "live"),
+        "logged under the alias"
+    );
+    let target = Qdrant::start(None).unwrap();
+    for (c, want) in ["docs_v1", "docs_v2", "docs_v3"].into_iter().zip(want) {
+        restore_at(&p, &target, c, c, at).unwrap();
+        assert_eq!(state(&target.http_addr(), c), want, "{c}");
+    }
+}

@@ -4,7 +4,6 @@
 //! the answer (message and trailers) is held until the record is durable.
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -93,9 +92,8 @@ pub async fn handle(proxy: &Proxy, upstream: &Uri, req: Request<Incoming>) -> Re
     let Some(m) = classify(&path, &message) else {
         return grpc_error(INTERNAL, "vecwal: unclassified write");
     };
-    let id = proxy.next_id.fetch_add(1, Ordering::Relaxed);
-    let ns = namespace(&m.touches);
-    let pass = proxy.order.claim(id, m.touches).await;
+    let (pass, touches) = proxy.claim(&m, |t| t).await;
+    let ns = namespace(&touches);
     let req = Request::from_parts(parts, full(bytes));
     let resp = match proxy.h2.request(req).await {
         Ok(r) => r,
@@ -116,6 +114,7 @@ pub async fn handle(proxy: &Proxy, upstream: &Uri, req: Request<Incoming>) -> Re
     };
     let trailers = collected.trailers().cloned();
     let data = collected.to_bytes();
+    proxy.after(&m).await;
     // The status is in the trailers, or in the headers of a trailers-only answer.
     let status = trailers
         .as_ref()

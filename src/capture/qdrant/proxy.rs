@@ -63,6 +63,9 @@ pub struct Proxy {
     pub(super) keyring: Option<Arc<Keyring>>,
     /// Held while a snapshot is taken: one at a time.
     pub(super) snapshots: tokio::sync::Mutex<()>,
+    pub(super) aliases: super::aliases::Aliases,
+    /// The api-key of the proxy's own requests (alias lists; snapshots get the caller's).
+    pub(super) api_key: Option<HeaderValue>,
 }
 
 /// Where snapshots go.
@@ -78,6 +81,7 @@ impl Proxy {
         upstream: Uri,
         upstream_grpc: Option<Uri>,
         snapshots: SnapshotStores,
+        api_key: Option<HeaderValue>,
     ) -> Arc<Proxy> {
         let client = Client::builder(TokioExecutor::new()).build(connector());
         let h2 = Client::builder(TokioExecutor::new())
@@ -98,6 +102,8 @@ impl Proxy {
             stores: snapshots.stores,
             keyring: snapshots.keyring,
             snapshots: tokio::sync::Mutex::new(()),
+            aliases: Default::default(),
+            api_key,
         })
     }
 
@@ -179,6 +185,7 @@ impl Proxy {
                 &format!("refused through the proxy: {why}"),
             ),
             Disposition::Rebase(what) => {
+                let collection = self.aliases.resolve(&collection);
                 super::bases::rebase(self, parts, body, collection, what).await
             }
             Disposition::Logged(..) | Disposition::Cluster => {
@@ -242,10 +249,8 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let (method, namespace) = (parts.method.to_string(), namespace(&m.touches));
-        let touches = m.touches.narrow(m.what, &bytes);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let pass = self.order.claim(id, touches).await;
+        let (pass, touches) = self.claim(&m, |t| t.narrow(m.what, &bytes)).await;
+        let (method, namespace) = (parts.method.to_string(), namespace(&touches));
         let req = Request::from_parts(parts, full(bytes.clone()));
         let resp = match self.client.request(req).await {
             Ok(r) => r,
@@ -262,6 +267,7 @@ impl Proxy {
                 )
             }
         };
+        self.after(&m).await;
         if !p.status.is_success() {
             return Response::from_parts(p, full(answer));
         }
@@ -296,6 +302,45 @@ impl Proxy {
 }
 
 impl Proxy {
+    /// What a write touches, its collection named as Qdrant resolves it.
+    pub(super) fn resolve(&self, m: &Mutation) -> Touches {
+        if super::aliases::literal(m.what) {
+            return m.touches.clone();
+        }
+        m.touches.clone().resolve(|c| self.aliases.resolve(c))
+    }
+
+    /// Claims what `m` touches (its collection resolved, then `narrow`ed). An alias
+    /// change claims everything, so once the claim is held the aliases cannot change
+    /// through the proxy until it is released; if they changed while this write waited, it
+    /// claims again what it now reaches. Returns the claim and what it covers.
+    pub(super) async fn claim(
+        &self,
+        m: &Mutation,
+        narrow: impl Fn(Touches) -> Touches,
+    ) -> (super::order::Claim, Touches) {
+        let mut touches = narrow(self.resolve(m));
+        loop {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let pass = self.order.claim(id, touches.clone()).await;
+            let now = narrow(self.resolve(m));
+            if now == touches {
+                return (pass, touches);
+            }
+            touches = now;
+        }
+    }
+
+    /// After a write was answered, while it still holds its claim: reads the aliases again
+    /// when it may have changed them.
+    pub(super) async fn after(&self, m: &Mutation) {
+        if super::aliases::may_change(m.what) {
+            if let Err(e) = self.aliases.refresh(self, self.api_key.as_ref()).await {
+                tracing::warn!(error = %e, "could not read the aliases after a change");
+            }
+        }
+    }
+
     /// `POST /vecwal/snapshot?collection=C`: an aligned snapshot of C, answered in
     /// Qdrant's JSON shape.
     async fn snapshot_request(&self, req: &Request<Incoming>) -> Response<Body> {

@@ -42,9 +42,12 @@ pub enum QdrantProxyError {
     StartSnapshot(String),
     #[error("the api-key is not a valid header value")]
     ApiKey,
+    #[error("reading Qdrant's aliases failed: {0}")]
+    Aliases(String),
 }
 
 pub struct RunningQdrantProxy {
+    proxy: Arc<Proxy>,
     pub http_addr: SocketAddr,
     pub grpc_addr: Option<SocketAddr>,
     pub log: Arc<Log>,
@@ -79,6 +82,10 @@ impl RunningQdrantProxy {
             }
             None => None,
         };
+        let key = match &opts.api_key {
+            Some(k) => Some(HeaderValue::from_str(k).map_err(|_| QdrantProxyError::ApiKey)?),
+            None => None,
+        };
         let shipper = Shipper::start(log.clone(), opts.stores.clone(), opts.ship.clone());
         // One proxy for both ports: REST and gRPC writes to a collection share one order.
         let proxy = Proxy::new(
@@ -90,17 +97,30 @@ impl RunningQdrantProxy {
                 stores: opts.stores.clone(),
                 keyring: opts.keyring.clone(),
             },
+            key.clone(),
         );
-        let key = match &opts.api_key {
-            Some(k) => Some(HeaderValue::from_str(k).map_err(|_| QdrantProxyError::ApiKey)?),
-            None => None,
-        };
+
         // Every collection gets a base before the first client is served: the stream is
         // restorable from its first record.
         let start_snapshots = take_all(&proxy, key.as_ref())
             .await
             .map_err(QdrantProxyError::StartSnapshot)?;
+        proxy
+            .aliases
+            .refresh(&proxy, key.as_ref())
+            .await
+            .map_err(QdrantProxyError::Aliases)?;
         let mut tasks = Vec::new();
+        // Alias changes made on Qdrant directly are seen within a second.
+        let (p, k) = (proxy.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = p.aliases.refresh(&p, k.as_ref()).await {
+                    tracing::debug!(error = %e, "reading the aliases failed");
+                }
+            }
+        }));
         if !opts.snapshot_interval.is_zero() {
             let (every, p, key) = (opts.snapshot_interval, proxy.clone(), key.clone());
             tasks.push(tokio::spawn(async move {
@@ -127,6 +147,7 @@ impl RunningQdrantProxy {
             }));
         }
         Ok(RunningQdrantProxy {
+            proxy,
             http_addr,
             grpc_addr,
             start_snapshots,
@@ -134,6 +155,12 @@ impl RunningQdrantProxy {
             shipper,
             tasks,
         })
+    }
+
+    /// How many times the proxy has read Qdrant's aliases (at start, after changes, every
+    /// second): a caller that changed aliases on Qdrant directly waits for two more.
+    pub fn alias_reads(&self) -> u64 {
+        self.proxy.aliases.reads()
     }
 
     /// Stops accepting clients, seals the open segment and ships it (up to `ship_wait`).

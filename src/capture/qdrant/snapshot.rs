@@ -141,7 +141,7 @@ pub async fn take_all(proxy: &Proxy, api_key: Option<&HeaderValue>) -> Result<us
 }
 
 /// One request to Qdrant's REST API; a non-2xx answer is an error naming it.
-async fn call(
+pub(super) async fn call(
     proxy: &Proxy,
     method: Method,
     path: &str,

@@ -35,6 +35,15 @@ impl Touches {
         }
     }
 
+    /// The same, with the collection's name mapped by `f` (an alias to its collection).
+    pub fn resolve(self, f: impl Fn(&str) -> String) -> Touches {
+        match self {
+            Touches::Collection(c) => Touches::Collection(f(&c)),
+            Touches::Points(c, ids) => Touches::Points(f(&c), ids),
+            Touches::All => Touches::All,
+        }
+    }
+
     /// Narrowed to the points `body` names, when it names them by id.
     pub fn narrow(self, what: &str, body: &[u8]) -> Touches {
         match self {

@@ -160,7 +160,7 @@ pub async fn restore(
                 Some("create collection") => deleted = None,
                 _ => {}
             }
-            pipe.send(&r, collection, name, &mut done).await?;
+            pipe.send(&r, name, &mut done).await?;
         }
     }
     pipe.finish(&mut done).await?;
@@ -273,7 +273,7 @@ pub async fn replay_window(
                 }
             }
             let ns = r.namespace.clone();
-            if let Err(e) = pipe.send(&r, &ns, &ns, &mut done).await {
+            if let Err(e) = pipe.send(&r, &ns, &mut done).await {
                 // Counted like a refusal; `done` itself never fails.
                 done(Err(e))?;
             }

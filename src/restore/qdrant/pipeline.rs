@@ -44,21 +44,20 @@ impl Pipeline {
     pub(super) async fn send(
         &mut self,
         r: &Record,
-        from: &str,
         to: &str,
         done: &mut impl FnMut(Outcome) -> Result<(), RestoreError>,
     ) -> Result<(), RestoreError> {
         let op = decode(r)?;
-        let touches = touches(&op);
+        let touches = touches(&op, &r.namespace);
         while self.in_flight.len() >= DEPTH
             || self.in_flight.iter().any(|(_, t)| t.conflicts(&touches))
         {
             self.wait_one(done).await?;
         }
-        let (t, lsn, from, to) = (self.target.clone(), r.lsn, from.to_string(), to.to_string());
+        let (t, lsn, to) = (self.target.clone(), r.lsn, to.to_string());
         let task = self
             .tasks
-            .spawn(async move { apply(&t, lsn, op, &from, &to).await });
+            .spawn(async move { apply(&t, lsn, op, &to).await });
         self.in_flight.push((task.id(), touches));
         Ok(())
     }
@@ -96,10 +95,11 @@ impl Pipeline {
     }
 }
 
-/// What a logged operation touches, as the proxy judged it; anything unreadable is
-/// ordered against everything.
-fn touches(op: &Operation) -> Touches {
-    match op {
+/// What a logged operation touches, as the proxy judged it: in the collection the record
+/// is logged under (the request may name it by an alias); anything unreadable is ordered
+/// against everything.
+fn touches(op: &Operation, namespace: &str) -> Touches {
+    let t = match op {
         Operation::QdrantRest {
             method, path, body, ..
         } => {
@@ -110,5 +110,6 @@ fn touches(op: &Operation) -> Touches {
             grpc::classify(path, message).map_or(Touches::All, |m| m.touches)
         }
         _ => Touches::All,
-    }
+    };
+    t.resolve(|_| namespace.to_string())
 }

@@ -10,6 +10,7 @@ use vecwal_format::{Kind, Operation, Record};
 
 use super::QdrantTarget;
 use crate::protocol::http::{self as proxy, percent};
+use crate::protocol::protobuf::string_field_1;
 use crate::protocol::protobuf::{varint, walk, Value};
 use crate::restore::RestoreError;
 
@@ -150,13 +151,12 @@ pub(super) fn decode(r: &Record) -> Result<Operation, RestoreError> {
     }
 }
 
-/// Applies record `lsn`'s operation (from [`decode`]), `from` renamed `to`, and waits
-/// until Qdrant has applied it.
+/// Applies record `lsn`'s operation (from [`decode`]) to collection `to`, and waits until
+/// Qdrant has applied it.
 pub(super) async fn apply(
     t: &Target,
     lsn: u64,
     op: Operation,
-    from: &str,
     to: &str,
 ) -> Result<Applied, RestoreError> {
     match op {
@@ -166,7 +166,7 @@ pub(super) async fn apply(
             content_type,
             body,
         } => {
-            let pq = rest_path(&path, from, to);
+            let pq = rest_path(&path, to);
             let (s, b) = t
                 .rest(&method, &pq, &content_type, Bytes::from(body))
                 .await?;
@@ -194,7 +194,7 @@ pub(super) async fn apply(
             }
         }
         Operation::QdrantGrpc { path, message } => {
-            let mut out = if from == to {
+            let mut out = if string_field_1(&message).as_deref() == Some(to) {
                 message.clone()
             } else {
                 rename_field_1(&message, to).ok_or_else(|| {
@@ -227,23 +227,29 @@ pub(super) async fn apply(
     Ok(Applied::Done)
 }
 
-/// The path of a REST record for the restore: the collection renamed, and `wait=true` so
-/// each write is applied before the next.
-pub(super) fn rest_path(pq: &str, from: &str, to: &str) -> String {
+/// The path of a REST record for the restore: the collection named `to` (the record may
+/// name it by an alias the proxy resolved, or the restore goes to another name), and
+/// `wait=true` so each write is applied before the next. Empty segments go, as Qdrant's
+/// router drops them.
+pub(super) fn rest_path(pq: &str, to: &str) -> String {
     let (path, query) = pq.split_once('?').unwrap_or((pq, ""));
-    let prefix = format!("/collections/{}", percent(from));
-    let path = match path.strip_prefix(&prefix) {
-        Some(rest) if from != to && (rest.is_empty() || rest.starts_with('/')) => {
-            format!("/collections/{}{rest}", percent(to))
-        }
-        _ => path.to_string(),
-    };
+    let mut segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if segs.len() >= 2
+        && segs[0] == "collections"
+        && crate::protocol::qdrant::rest::decode(&segs[1]) != to
+    {
+        segs[1] = percent(to);
+    }
     let mut q: Vec<&str> = query
         .split('&')
         .filter(|kv| !kv.is_empty() && !kv.starts_with("wait="))
         .collect();
     q.push("wait=true");
-    format!("{path}?{}", q.join("&"))
+    format!("/{}?{}", segs.join("/"), q.join("&"))
 }
 
 /// The message with protobuf field 1 (the collection name) replaced by `name`.
@@ -316,30 +322,29 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::protobuf::string_field_1;
 
     #[test]
     fn rest_paths_are_renamed_and_wait() {
         assert_eq!(
-            rest_path(
-                "/collections/docs/points?wait=false&ordering=weak",
-                "docs",
-                "copy"
-            ),
+            rest_path("/collections/docs/points?wait=false&ordering=weak", "copy"),
             "/collections/copy/points?ordering=weak&wait=true"
         );
         assert_eq!(
-            rest_path("/collections/docs", "docs", "copy"),
+            rest_path("/collections/docs", "copy"),
             "/collections/copy?wait=true"
         );
         assert_eq!(
-            rest_path("/collections/docs2/points", "docs", "copy"),
-            "/collections/docs2/points?wait=true",
-            "another collection whose name starts the same"
+            rest_path("/collections/live/points", "docs_v2"),
+            "/collections/docs_v2/points?wait=true",
+            "a write through an alias goes to the collection"
         );
         assert_eq!(
-            rest_path("/collections/docs/points", "docs", "docs"),
-            "/collections/docs/points?wait=true"
+            rest_path("/collections/docs//%70oints", "docs"),
+            "/collections/docs/%70oints?wait=true"
+        );
+        assert_eq!(
+            rest_path("/collections/my%20docs/points", "my docs"),
+            "/collections/my%20docs/points?wait=true"
         );
     }
 
