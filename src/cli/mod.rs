@@ -51,15 +51,17 @@ pub enum Command {
     Replay(replay::Args),
 }
 
+/// The runtime of the commands that do network or store I/O.
+fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+}
+
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    let rt = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-    };
     match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => rt()?.block_on(verify::run(a)),
