@@ -33,7 +33,11 @@ fn openapi() -> serde_json::Value {
         .arg("docs/redoc/master/openapi.json")
         .output()
         .unwrap();
-    assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -58,12 +62,19 @@ fn every_rest_operation_of_qdrants_openapi_is_in_the_table_and_writes_are_never_
             match REST.iter().find(|r| r.0 == method && r.1 == path) {
                 None => problems.push(format!(
                     "{method} {path} ({id}) is not in the table{}",
-                    if writes { ", and it may change data" } else { "" }
+                    if writes {
+                        ", and it may change data"
+                    } else {
+                        ""
+                    }
                 )),
                 Some(r) => {
                     seen.push((r.0, r.1));
                     if r.2 != id {
-                        problems.push(format!("{method} {path}: operationId {id}, table says {}", r.2));
+                        problems.push(format!(
+                            "{method} {path}: operationId {id}, table says {}",
+                            r.2
+                        ));
                     }
                     if writes && !may_change(r.3) {
                         problems.push(format!(
@@ -82,13 +93,19 @@ fn every_rest_operation_of_qdrants_openapi_is_in_the_table_and_writes_are_never_
     }
     for r in REST.iter().filter(|r| r.2 != "-") {
         if !seen.contains(&(r.0, r.1)) {
-            problems.push(format!("{} {} ({}) is in the table but not in Qdrant's API", r.0, r.1, r.2));
+            problems.push(format!(
+                "{} {} ({}) is in the table but not in Qdrant's API",
+                r.0, r.1, r.2
+            ));
         }
     }
     // Routes the document leaves out are marked so; a read by POST among them says why.
     for r in REST.iter().filter(|r| r.2 == "-") {
         if r.0 != "GET" && r.3 == Disposition::Read {
-            problems.push(format!("{} {}: an undocumented POST read needs its reason", r.0, r.1));
+            problems.push(format!(
+                "{} {}: an undocumented POST read needs its reason",
+                r.0, r.1
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -98,9 +115,8 @@ fn every_rest_operation_of_qdrants_openapi_is_in_the_table_and_writes_are_never_
 /// Every method of the Qdrant gRPC services the Python client knows, with the names of
 /// its request's fields: `Service/Method field,field,…` lines.
 fn grpc_methods() -> Vec<(String, Vec<String>)> {
-    let python = std::env::var("VECWAL_PYTHON").unwrap_or_else(|_| {
-        format!("{}/.services/venv/bin/python", env!("CARGO_MANIFEST_DIR"))
-    });
+    let python = std::env::var("VECWAL_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.services/venv/bin/python", env!("CARGO_MANIFEST_DIR")));
     let script = r#"
 import importlib, pkgutil, qdrant_client.grpc as g
 for m in pkgutil.iter_modules(g.__path__):
@@ -115,7 +131,11 @@ for m in pkgutil.iter_modules(g.__path__):
         .args(["-c", script])
         .output()
         .unwrap_or_else(|e| panic!("{python}: {e} (scripts/services.sh installs it)"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -152,7 +172,10 @@ fn every_grpc_method_of_qdrants_services_is_in_the_table_and_writes_are_never_re
     // Methods of services the client does not describe are read-only ones of the server's.
     for g in GRPC.iter() {
         if !methods.iter().any(|(m, _)| m == g.0) && may_change(g.1) {
-            problems.push(format!("{} is in the table as a write but not in Qdrant's API", g.0));
+            problems.push(format!(
+                "{} is in the table as a write but not in Qdrant's API",
+                g.0
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -3,6 +3,8 @@
 //! dropped and created again, endpoints vecwal refuses. Each case is restored and compared
 //! with what Qdrant held.
 
+#[path = "support/os.rs"]
+mod os;
 #[path = "support/qdrant.rs"]
 mod qdrant;
 #[path = "support/qdrant_proxy.rs"]
@@ -360,5 +362,59 @@ fn writes_through_an_alias_restore_under_the_collection_they_reached() {
     for (c, want) in ["docs_v1", "docs_v2", "docs_v3"].into_iter().zip(want) {
         restore_at(&p, &target, c, c, at).unwrap();
         assert_eq!(state(&target.http_addr(), c), want, "{c}");
+    }
+}
+
+#[test]
+fn a_read_only_key_reads_through_the_proxy_and_its_refused_writes_are_not_logged() {
+    const ADMIN: &str = "adm1n-k3y-4-tests";
+    const READ: &str = "r3ad-only-k3y";
+    let Some(q) = Qdrant::start_with_keys(ADMIN, READ) else {
+        return;
+    };
+    // A collection before the proxy: its start snapshot needs the proxy's own key.
+    let admin = [("api-key", ADMIN)];
+    let (s, b) = http(
+        &q.http_addr(),
+        "PUT",
+        "/collections/k",
+        Some(r#"{"vectors":{"size":2,"distance":"Dot"}}"#),
+        &admin,
+    );
+    assert_eq!(s, 200, "{b}");
+    let mut p = Proxied::start_with_key(&q, Some(ADMIN));
+    let a = p.addr();
+    let upsert = r#"{"points":[{"id":1,"vector":[1.0,0.0]}]}"#;
+    let reader = [("api-key", READ)];
+    let (s, b) = http(
+        &a,
+        "PUT",
+        "/collections/k/points?wait=true",
+        Some(upsert),
+        &reader,
+    );
+    assert_eq!(s, 403, "a read-only key cannot write: {b}");
+    let (s, b) = http(
+        &a,
+        "POST",
+        "/collections/k/points/scroll",
+        Some("{}"),
+        &reader,
+    );
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = http(
+        &a,
+        "PUT",
+        "/collections/k/points?wait=true",
+        Some(upsert),
+        &admin,
+    );
+    assert_eq!(s, 200, "{b}");
+    p.stop();
+    let logged = p.logged();
+    assert_eq!(logged.len(), 1, "only the accepted write: {logged:?}");
+    for key in [ADMIN, READ] {
+        let found = os::files_containing(p.dir.path(), key.as_bytes());
+        assert!(found.is_empty(), "a key in {found:?}");
     }
 }

@@ -107,7 +107,7 @@ fn a_collection_created_through_the_proxy_restores_with_no_extra_flags() {
     assert!(proxy.wait().unwrap().success());
 
     // A fresh Qdrant with its ports as Qdrant has them by default: gRPC = REST + 1.
-    let target = Qdrant::start_adjacent(None).unwrap();
+    let target = Qdrant::start_adjacent().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vecwal"))
         .args([
             "restore",

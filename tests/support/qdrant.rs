@@ -43,22 +43,36 @@ impl Qdrant {
     /// Starts a server with scratch storage on loopback ports, or `None` (after the skip
     /// line) when there is no binary.
     pub fn start(api_key: Option<&str>) -> Option<Qdrant> {
-        Self::start_on(api_key, (free_port(), free_port()))
+        let env: Vec<(&str, &str)> = api_key
+            .map(|k| ("QDRANT__SERVICE__API_KEY", k))
+            .into_iter()
+            .collect();
+        Self::start_on(&env, (free_port(), free_port()))
+    }
+
+    /// A server with an api-key and a read-only api-key.
+    pub fn start_with_keys(api_key: &str, read_only: &str) -> Option<Qdrant> {
+        let env = [
+            ("QDRANT__SERVICE__API_KEY", api_key),
+            ("QDRANT__SERVICE__READ_ONLY_API_KEY", read_only),
+        ];
+        Self::start_on(&env, (free_port(), free_port()))
     }
 
     /// [`Qdrant::start`] with its gRPC port right after its REST port, as Qdrant's own
     /// defaults have them (6333, 6334).
-    pub fn start_adjacent(api_key: Option<&str>) -> Option<Qdrant> {
+    pub fn start_adjacent() -> Option<Qdrant> {
         let ports = loop {
             let p = free_port();
             if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
                 break (p, p + 1);
             }
         };
-        Self::start_on(api_key, ports)
+        Self::start_on(&[], ports)
     }
 
-    fn start_on(api_key: Option<&str>, (http_port, grpc_port): (u16, u16)) -> Option<Qdrant> {
+    /// Starts a server with these more environment variables (Qdrant's configuration).
+    fn start_on(env: &[(&str, &str)], (http_port, grpc_port): (u16, u16)) -> Option<Qdrant> {
         let Some(bin) = binary() else {
             eprintln!("{SKIP_LINE}");
             return None;
@@ -80,9 +94,7 @@ impl Qdrant {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("qdrant.log")).unwrap());
-        if let Some(k) = api_key {
-            cmd.env("QDRANT__SERVICE__API_KEY", k);
-        }
+        cmd.envs(env.iter().copied());
         let child = cmd.spawn().unwrap();
         let mut q = Qdrant {
             child,
