@@ -1,7 +1,8 @@
-"""Qdrant benchmarks of issue 5, run by scripts/bench-qdrant.sh against a Qdrant and a
-vecwal proxy it started: upsert throughput and p99 batch latency, direct and through the
-proxy, REST and gRPC, interleaved in one run; then a restore against a direct bulk upsert
-of the same points."""
+"""Qdrant benchmarks, run by scripts/bench-qdrant.sh against a Qdrant and a vecwal proxy it
+started: upsert throughput and p99 batch latency, direct and through the proxy, REST and
+gRPC, interleaved in one run; the latency of reads (GET and reads by POST: scroll, count,
+search, query) direct and through the proxy; then a restore against a direct bulk upsert of
+the same points."""
 
 import json
 import os
@@ -104,6 +105,42 @@ for n_clients in (1, CLIENTS):
             print(f"  {proto:4} {path:6}: {pps:9.0f} points/s   p99 {p99:7.1f} ms per batch")
         print(f"  {proto:4} proxy/direct: {row['proxy'][0] / row['direct'][0]:.2f}x")
     sys.stdout.flush()
+
+# Reads: one client, one request at a time, direct and through the proxy interleaved.
+READS = int(os.environ.get("READS", "200"))
+admin.create_collection("reads", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+for pts in batches(10, 20_000_000):
+    admin.upsert("reads", points=pts, wait=True)
+import http.client  # noqa: E402
+
+query = json.dumps([rng.uniform(-1, 1) for _ in range(DIM)])
+READ_REQUESTS = {
+    "GET collection": ("GET", "/collections/reads", None),
+    "POST scroll": ("POST", "/collections/reads/points/scroll", '{"limit":10}'),
+    "POST count": ("POST", "/collections/reads/points/count", '{"exact":true}'),
+    "POST search": ("POST", "/collections/reads/points/search", '{"vector":%s,"limit":10}' % query),
+    "POST query": ("POST", "/collections/reads/points/query", '{"query":%s,"limit":10}' % query),
+}
+conns = {"direct": http.client.HTTPConnection("127.0.0.1", Q_HTTP), "proxy": http.client.HTTPConnection("127.0.0.1", P_HTTP)}
+print(f"reads: {READS} requests of each kind, one at a time on a kept-alive HTTP/1.1 connection, "
+      "direct and through the proxy interleaved; latency in ms")
+for name, (method, path, body) in READ_REQUESTS.items():
+    lat = {"direct": [], "proxy": []}
+    for _ in range(READS):
+        for where, conn in conns.items():
+            t = time.perf_counter()
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            lat[where].append((time.perf_counter() - t) * 1000)
+            assert r.status == 200, (name, where, r.status)
+    for where in lat:
+        lat[where].sort()
+    p50 = {w: lat[w][len(lat[w]) // 2] for w in lat}
+    p99 = {w: lat[w][int(len(lat[w]) * 0.99) - 1] for w in lat}
+    print(f"  {name:15} direct p50 {p50['direct']:6.2f} p99 {p99['direct']:6.2f}   "
+          f"proxy p50 {p50['proxy']:6.2f} p99 {p99['proxy']:6.2f}   added p50 {p50['proxy'] - p50['direct']:+.2f}")
+sys.stdout.flush()
 
 # Restore: the same points upserted directly, against `vecwal restore qdrant` of them.
 # Through a second proxy with a stream of its own: the restore reads only these records.

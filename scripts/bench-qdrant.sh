@@ -38,7 +38,7 @@ kill -TERM "$proxy" "$proxy2"; wait "$proxy" "$proxy2" || true
 read -r direct points < <(python3 -c "import json;d=json.load(open('$work/half.json'));print(d['direct_bulk_pps'], d['points'])")
 start=$(date +%s.%N)
 "$vecwal" restore qdrant --store "$work/store2" --collection restore_src --as restored \
-    --target "http://127.0.0.1:$q_http" --target-grpc "http://127.0.0.1:$q_grpc" --from-empty >/dev/null
+    --target "http://127.0.0.1:$q_http" --target-grpc "http://127.0.0.1:$q_grpc" >/dev/null
 end=$(date +%s.%N)
 python3 - "$direct" "$points" "$start" "$end" <<'PY'
 import sys

@@ -1,8 +1,12 @@
 //! HTTP plumbing shared by the Qdrant proxy and the Qdrant restore: joining a base URL with
 //! a request's path, percent-encoding a path segment, and the HTTP/2 windows both use.
 
+use std::time::Duration;
+
 use http::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Builder;
+use hyper_util::rt::TokioExecutor;
 
 /// The TCP connector of every HTTP client vecwal runs (the proxy's upstream, the restore's
 /// target). A request goes out in parts (headers, then its body); without TCP_NODELAY a
@@ -11,6 +15,15 @@ pub fn connector() -> HttpConnector {
     let mut c = HttpConnector::new();
     c.set_nodelay(true);
     c
+}
+
+/// A client builder for every HTTP client vecwal runs. Idle pooled connections are
+/// dropped after 2 s, before Qdrant's server (5 s keep-alive) closes them: a request sent
+/// on a connection the server is closing at that moment fails without having been sent.
+pub fn client_builder() -> Builder {
+    let mut b = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
+    b.pool_idle_timeout(Duration::from_secs(2));
+    b
 }
 
 /// HTTP/2 flow-control windows, both ways (see `Proxy::new`).

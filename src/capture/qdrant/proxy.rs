@@ -27,7 +27,7 @@ use vecwal_format::Operation;
 
 use super::order::Order;
 use crate::log::{Entry, Log};
-use crate::protocol::http::{connector, join, H2_CONN_WINDOW, H2_STREAM_WINDOW};
+use crate::protocol::http::{client_builder, connector, join, H2_CONN_WINDOW, H2_STREAM_WINDOW};
 use crate::protocol::qdrant::api::{cluster_rest, rest_route, Disposition};
 use crate::protocol::qdrant::rest::{classify, Mutation, Touches};
 use crate::store::{Keyring, Store};
@@ -83,8 +83,8 @@ impl Proxy {
         snapshots: SnapshotStores,
         api_key: Option<HeaderValue>,
     ) -> Arc<Proxy> {
-        let client = Client::builder(TokioExecutor::new()).build(connector());
-        let h2 = Client::builder(TokioExecutor::new())
+        let client = client_builder().build(connector());
+        let h2 = client_builder()
             .http2_only(true)
             // Upserts of a few hundred 384-dim points are hundreds of KiB: windows of the
             // default 64 KiB would cost round trips of window updates per request.

@@ -5,7 +5,6 @@ use http::{header, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use vecwal_format::{Kind, Operation, Record};
 
 use super::QdrantTarget;
@@ -31,9 +30,9 @@ impl Target {
     pub(super) fn new(t: &QdrantTarget) -> Target {
         Target {
             t: t.clone(),
-            h1: Client::builder(TokioExecutor::new()).build(proxy::connector()),
+            h1: proxy::client_builder().build(proxy::connector()),
             // Up to `pipeline::DEPTH` calls share one connection: windows as the proxy's.
-            h2: Client::builder(TokioExecutor::new())
+            h2: proxy::client_builder()
                 .http2_only(true)
                 .http2_initial_stream_window_size(proxy::H2_STREAM_WINDOW)
                 .http2_initial_connection_window_size(proxy::H2_CONN_WINDOW)
