@@ -132,3 +132,64 @@ fn the_capture_and_restore_commands_teach_with_examples() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ship_refuses_damage_in_the_middle_unless_told_and_then_names_what_it_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (log, _) = Log::open(&data, config()).unwrap();
+    for i in 0..5 {
+        log.append(entry(1, i)).await.unwrap();
+    }
+    log.close().unwrap();
+    // One flipped byte inside the second record of the open segment; records 3..=5 are whole.
+    let wal = std::fs::read_dir(data.join("wal"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let records = support::read_all(&data);
+    let mut bytes = std::fs::read(&wal).unwrap();
+    let header = bytes.len() - records.iter().map(|r| r.frame_len()).sum::<usize>();
+    bytes[header + records[0].frame_len() + 20] ^= 0x01;
+    std::fs::write(&wal, &bytes).unwrap();
+    let store = dir.path().join("store");
+    let ship = |extra: &[&str]| {
+        let mut args = vec![
+            "ship",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        vecwal(&args)
+    };
+    let o = ship(&[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("--recovery truncate-after-damage"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read(&wal).unwrap(),
+        bytes,
+        "nothing cut without being told"
+    );
+    let o = ship(&["--recovery", "truncate-after-damage"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("dropped 3 whole records (LSN 3 to 5)"),
+        "{}",
+        text(&o)
+    );
+    let o = vecwal(&["inspect", "--store", store.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        1,
+        "{}",
+        text(&o)
+    );
+}

@@ -347,6 +347,11 @@ async fn damage_in_the_middle_of_the_newest_segment_stops_recovery_unless_told_t
     let (log, report) = Log::open(dir.path(), cfg).unwrap();
     assert_eq!(report.next_lsn, 2);
     assert_eq!(report.truncated.unwrap().1, second as u64);
+    assert_eq!(
+        report.dropped_records,
+        Some((3, 5, 3)),
+        "LSN 2 is the damage itself"
+    );
     log.close().unwrap();
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::store_args::{CryptArgs, StoreArgs};
-use crate::log::{FsyncPolicy, Log, LogConfig, SpoolFullPolicy};
+use crate::log::{FsyncPolicy, Log, LogConfig, RecoveryMode, SpoolFullPolicy};
 use crate::ship::ShipConfig;
 use crate::store::{Keyring, Store};
 
@@ -38,6 +38,11 @@ pub struct CaptureArgs {
     /// instead of refusing them at once.
     #[arg(long, value_name = "DURATION", value_parser = crate::time::parse_duration)]
     pub spool_full_wait: Option<Duration>,
+    /// How to start on a damaged log: `strict` truncates only a torn tail (a crash
+    /// mid-write) and refuses to start when whole records follow damage;
+    /// `truncate-after-damage` cuts at the damage anyway and says which records it dropped.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "strict")]
+    pub recovery: RecoveryMode,
 }
 
 /// What a capture command runs with.
@@ -64,8 +69,10 @@ impl CaptureArgs {
         if let Some(d) = self.spool_full_wait {
             cfg.spool_full = SpoolFullPolicy::Wait(d);
         }
+        cfg.recovery = self.recovery;
         let (log, report) = Log::open(&self.data_dir, cfg)?;
         tracing::info!(?report, "log opened");
+        warn_dropped(&report);
         let ship = ShipConfig {
             interval: self.ship_interval,
             keyring: keyring.clone(),
@@ -77,6 +84,19 @@ impl CaptureArgs {
             keyring,
             ship,
         })
+    }
+}
+
+/// Says loudly which records `--recovery truncate-after-damage` dropped, if any.
+pub fn warn_dropped(report: &crate::log::RecoveryReport) {
+    if let (Some((file, offset, bytes)), Some((first, last, n))) =
+        (&report.truncated, report.dropped_records)
+    {
+        eprintln!(
+            "vecwal: WARNING: --recovery truncate-after-damage dropped {n} whole records \
+             (LSN {first} to {last}) with {bytes} bytes after damage at offset {offset} of {}",
+            file.display()
+        );
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::store_args::{CryptArgs, StoreArgs};
-use crate::log::{Log, LogConfig};
+use crate::log::{Log, LogConfig, RecoveryMode};
 use crate::ship::{ShipConfig, Shipper};
 
 /// Seal and ship everything in a data directory, then exit.
@@ -34,6 +34,10 @@ pub struct Args {
     /// Give up after this long without finishing.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::time::parse_duration)]
     timeout: Duration,
+    /// How to open a damaged log: `strict` truncates only a torn tail; `truncate-after-damage`
+    /// cuts at the damage even when whole records follow, and says which it dropped.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "strict")]
+    recovery: RecoveryMode,
 }
 
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -45,7 +49,10 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     })?;
     let keyring = a.crypt.keyring()?.map(Arc::new);
     let stores = a.store.open_all().await?;
-    let (log, _) = Log::open(&a.data_dir, LogConfig::new(meta.name.clone()))?;
+    let mut cfg = LogConfig::new(meta.name.clone());
+    cfg.recovery = a.recovery;
+    let (log, report) = Log::open(&a.data_dir, cfg)?;
+    super::capture_args::warn_dropped(&report);
     let log = Arc::new(log);
     let cfg = ShipConfig {
         keyring,

@@ -63,7 +63,7 @@ pub struct LogConfig {
 }
 
 /// How recovery treats bytes in the newest open segment that are not a whole frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum RecoveryMode {
     /// Truncate a torn tail (nothing valid after it: a crash mid-write); refuse to start
     /// with a `Corruption` error when a valid record follows the damage.

@@ -25,6 +25,9 @@ pub struct RecoveryReport {
     pub already_sealed_removed: Vec<PathBuf>,
     /// A torn tail cut from the newest open segment: file, offset, bytes dropped.
     pub truncated: Option<(PathBuf, u64, u64)>,
+    /// Whole records that were in the cut bytes (only with
+    /// [`RecoveryMode::TruncateAfterDamage`]): first and last LSN, and how many.
+    pub dropped_records: Option<(u64, u64, usize)>,
     /// Older open segments queued for sealing.
     pub to_seal: usize,
     pub next_lsn: u64,
@@ -150,6 +153,11 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
             tracing::warn!(file = %path.display(), offset = scan.valid_len, dropped,
                 "truncated a torn tail of the newest open segment");
             report.truncated = Some((path.clone(), scan.valid_len, dropped));
+            if let Some((first, last, n)) = scan.dropped {
+                tracing::warn!(file = %path.display(), first, last, records = n,
+                    "recovery dropped whole records after damage, as asked (truncate-after-damage)");
+                report.dropped_records = scan.dropped;
+            }
         }
         newest = Some((path, name.first_lsn, last, scan.valid_len));
     }
@@ -233,6 +241,8 @@ struct Scan {
     /// Offset just past the last whole frame.
     valid_len: u64,
     file_len: u64,
+    /// Whole records after the damage that truncating drops: first, last LSN, count.
+    dropped: Option<(u64, u64, usize)>,
 }
 
 /// Reads an open segment. `None`: the newest file's header is torn (see caller).
@@ -254,6 +264,7 @@ fn scan_open(
     check_identity(path, &header, meta, name)?;
     let mut frames = Frames::new(&data, &header, first);
     let mut last = None;
+    let mut dropped = None;
     for (_, r) in frames.by_ref() {
         last = Some((r.lsn, r.timestamp_us));
     }
@@ -266,10 +277,13 @@ fn scan_open(
         }
         // A torn write leaves nothing valid after it. A whole record further on means the
         // damage is in the middle: truncating would silently drop acknowledged records.
+        let after = last
+            .map(|(lsn, _)| lsn)
+            .unwrap_or(header.first_lsn.saturating_sub(1));
+        if mode == RecoveryMode::TruncateAfterDamage {
+            dropped = records_after(&data, *offset as usize + 1, after);
+        }
         if mode == RecoveryMode::Strict {
-            let after = last
-                .map(|(lsn, _)| lsn)
-                .unwrap_or(header.first_lsn.saturating_sub(1));
             if let Some((at, lsn)) = later_record(&data, *offset as usize + 1, after) {
                 return Err(LogError::Corruption {
                     file: path.to_path_buf(),
@@ -280,7 +294,7 @@ fn scan_open(
                         detail: format!(
                             "{cause}; yet a whole record (LSN {lsn}) follows at offset {at}, so this is damage, \
                              not a torn write. Recovery stops rather than drop records; to truncate here \
-                             anyway, open with RecoveryMode::TruncateAfterDamage"
+                             anyway (dropping them), start with --recovery truncate-after-damage"
                         ),
                     },
                 });
@@ -292,7 +306,23 @@ fn scan_open(
         last,
         valid_len: frames.valid_len(),
         file_len: data.len() as u64,
+        dropped,
     }))
+}
+
+/// The whole, valid frames at or after `from` with LSNs beyond `after`: first and last LSN,
+/// and how many.
+fn records_after(data: &[u8], from: usize, after: u64) -> Option<(u64, u64, usize)> {
+    let mut found: Option<(u64, u64, usize)> = None;
+    let mut pos = from;
+    while let Some((at, lsn)) = later_record(data, pos, after) {
+        found = Some(match found {
+            None => (lsn, lsn, 1),
+            Some((a, b, n)) => (a.min(lsn), b.max(lsn), n + 1),
+        });
+        pos = at as usize + 1;
+    }
+    found
 }
 
 /// The first whole, valid frame at or after `from` whose LSN is beyond `after`:
