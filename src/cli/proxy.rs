@@ -32,8 +32,10 @@ enum Target {
 /// answered with success are logged (method, path, body; never headers) before the answer
 /// reaches the client. Writes to one collection are logged in the order Qdrant applied them.
 ///
-/// At start the proxy snapshots every collection Qdrant has (an aligned base for each), then
-/// every --snapshot-interval, and on demand (`vecwal snapshot qdrant`).
+/// At start the proxy snapshots every collection Qdrant has (an aligned base for each; it
+/// serves clients meanwhile), then every --snapshot-interval, and on demand (`vecwal
+/// snapshot qdrant`). While Qdrant makes a collection's snapshot, unconditional upserts and
+/// deletes by id go on; other writes to that collection wait for it.
 ///
 /// gRPC clients connect to --listen-grpc; their calls go to --upstream-grpc the same way
 /// (HTTP/2 with trailers), and mutations are logged as the protobuf message they sent.
@@ -195,7 +197,7 @@ async fn run_qdrant(a: QdrantArgs) -> anyhow::Result<ExitCode> {
         .map(|a| format!(", {a} (gRPC)"))
         .unwrap_or_default();
     println!(
-        "vecwal proxy: listening on {} (REST){grpc}; {} collection(s) snapshotted",
+        "vecwal proxy: listening on {} (REST){grpc}; base snapshots of {} collection(s) under way",
         proxy.http_addr, proxy.start_snapshots
     );
     shutdown_signal().await;

@@ -82,7 +82,7 @@ pub async fn rebase(
     // No write to the collection between the recovery and the new base.
     let claim = proxy
         .order
-        .claim(id, Touches::Collection(collection.clone()))
+        .claim(id, Touches::Collection(collection.clone()), false)
         .await;
     let req = http::Request::from_parts(parts, body.map_err(Error::from).boxed());
     let resp = match proxy.client.request(req).await {
@@ -104,14 +104,8 @@ pub async fn rebase(
         return Response::from_parts(p, super::proxy::full(answer));
     }
     let recovered_at = now_us();
-    match super::snapshot::take_claimed(
-        proxy,
-        &collection,
-        api_key.as_ref(),
-        claim,
-        Some(recovered_at),
-    )
-    .await
+    match super::snapshot::take_claimed(proxy, &collection, api_key.as_ref(), claim, recovered_at)
+        .await
     {
         Ok(m) => {
             tracing::info!(collection, lsn = m.lsn, "{what}: new base stored");

@@ -92,7 +92,13 @@ pub async fn handle(proxy: &Proxy, upstream: &Uri, req: Request<Incoming>) -> Re
     let Some(m) = classify(&path, &message) else {
         return grpc_error(INTERNAL, "vecwal: unclassified write");
     };
-    let (pass, touches) = proxy.claim(&m, |t| t).await;
+    let (pass, touches) = proxy
+        .claim(
+            &m,
+            |t| t,
+            |t| crate::protocol::qdrant::grpc::replayable(&path, t, &message),
+        )
+        .await;
     let ns = namespace(&touches);
     let req = Request::from_parts(parts, full(bytes));
     let resp = match proxy.h2.request(req).await {

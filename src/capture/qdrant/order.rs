@@ -8,6 +8,13 @@
 //!
 //! Each collection has its own [`Gate`]: its exclusive claim is the
 //! collection, its keys are point ids. A collection's gate lives while a claim holds it.
+//!
+//! Snapshots need less: a snapshot of a collection must not hold a write that could not be
+//! replayed over it (the restore replays every record after the snapshot's LSN, and a write
+//! made while Qdrant makes the snapshot may or may not be in it). Unconditional upserts and
+//! deletes by id replay to the same point whether or not the snapshot already has them, so
+//! they never wait for a snapshot; every other write holds the collection's *barrier*
+//! shared, and a snapshot being made holds it exclusively ([`Order::barrier`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +29,9 @@ pub struct Order {
     /// Collection and point claims hold it shared; alias changes exclusively.
     all: Arc<RwLock<()>>,
     collections: Mutex<HashMap<String, Arc<Gate>>>,
+    /// Per collection: held shared by writes that cannot be replayed over a snapshot that
+    /// already holds them, exclusively by a snapshot being made.
+    barriers: Mutex<HashMap<String, Arc<RwLock<()>>>>,
 }
 
 /// A write's claim; dropping it lets conflicting writes go ahead.
@@ -29,6 +39,7 @@ pub struct Claim {
     order: Arc<Order>,
     pass: Option<Pass>,
     gate: Option<(String, Arc<Gate>)>,
+    _barrier: Option<OwnedRwLockReadGuard<()>>,
     _shared: Option<OwnedRwLockReadGuard<()>>,
     _exclusive: Option<OwnedRwLockWriteGuard<()>>,
 }
@@ -39,12 +50,14 @@ impl Order {
     }
 
     /// Claims what `touches` names for write `id` (unique per write), waiting while a
-    /// conflicting write is in flight.
-    pub async fn claim(self: &Arc<Order>, id: u64, touches: Touches) -> Claim {
+    /// conflicting write is in flight. A write that is not `replayable` (see the module
+    /// comment) also waits while a snapshot of its collection is being made.
+    pub async fn claim(self: &Arc<Order>, id: u64, touches: Touches, replayable: bool) -> Claim {
         let mut claim = Claim {
             order: self.clone(),
             pass: None,
             gate: None,
+            _barrier: None,
             _shared: None,
             _exclusive: None,
         };
@@ -52,6 +65,9 @@ impl Order {
             claim._exclusive = Some(self.all.clone().write_owned().await);
             return claim;
         };
+        if !replayable {
+            claim._barrier = Some(self.barrier_lock(c).read_owned().await);
+        }
         claim._shared = Some(self.all.clone().read_owned().await);
         let gate = self.lock().entry(c.to_string()).or_default().clone();
         // Held in the claim before waiting: a claim dropped while it waits still lets
@@ -62,6 +78,17 @@ impl Order {
             _ => gate.exclusive(id).await,
         });
         claim
+    }
+
+    /// Holds writes to `collection` that could not be replayed over a snapshot, once those
+    /// in flight are logged: what a snapshot of it holds while Qdrant makes it.
+    pub async fn barrier(&self, collection: &str) -> OwnedRwLockWriteGuard<()> {
+        self.barrier_lock(collection).write_owned().await
+    }
+
+    fn barrier_lock(&self, collection: &str) -> Arc<RwLock<()>> {
+        let mut map = self.barriers.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(collection.to_string()).or_default().clone()
     }
 
     /// How many collections have a gate (claims in flight or waiting), for tests.
@@ -116,37 +143,43 @@ mod tests {
     #[tokio::test]
     async fn writes_to_other_points_go_concurrently_and_conflicts_wait() {
         let o = Order::new();
-        let a = now(o.claim(1, pts("c", &[1, 2]))).expect("free");
-        let _b = now(o.claim(2, pts("c", &[3]))).expect("other points: not held");
-        let _d = now(o.claim(3, pts("d", &[1]))).expect("other collection: not held");
+        let a = now(o.claim(1, pts("c", &[1, 2]), false)).expect("free");
+        let _b = now(o.claim(2, pts("c", &[3]), false)).expect("other points: not held");
+        let _d = now(o.claim(3, pts("d", &[1]), false)).expect("other collection: not held");
         assert!(
-            now(o.claim(4, pts("c", &[2, 9]))).is_none(),
+            now(o.claim(4, pts("c", &[2, 9]), false)).is_none(),
             "point 2 is held"
         );
-        assert!(now(o.claim(5, coll("c"))).is_none(), "a filter waits");
-        assert!(now(o.claim(6, Touches::All)).is_none(), "aliases wait");
+        assert!(
+            now(o.claim(5, coll("c"), false)).is_none(),
+            "a filter waits"
+        );
+        assert!(
+            now(o.claim(6, Touches::All, false)).is_none(),
+            "aliases wait"
+        );
         drop(a);
-        let _e = now(o.claim(7, pts("c", &[2]))).expect("point 2 released");
+        let _e = now(o.claim(7, pts("c", &[2]), false)).expect("point 2 released");
     }
 
     #[tokio::test]
     async fn a_collection_claim_holds_its_points_and_nothing_else() {
         let o = Order::new();
-        let f = now(o.claim(1, coll("c"))).expect("free");
-        assert!(now(o.claim(2, pts("c", &[1]))).is_none());
-        let _other = now(o.claim(3, pts("d", &[1]))).expect("another collection");
+        let f = now(o.claim(1, coll("c"), false)).expect("free");
+        assert!(now(o.claim(2, pts("c", &[1]), false)).is_none());
+        let _other = now(o.claim(3, pts("d", &[1]), false)).expect("another collection");
         drop(f);
-        let _p = now(o.claim(4, pts("c", &[1]))).expect("released");
+        let _p = now(o.claim(4, pts("c", &[1]), false)).expect("released");
     }
 
     #[tokio::test]
     async fn waiting_claims_are_woken_in_turn() {
         let o = Order::new();
-        let first = o.claim(1, pts("c", &[1])).await;
+        let first = o.claim(1, pts("c", &[1]), false).await;
         let waiter = tokio::spawn({
             let o = o.clone();
             async move {
-                let _c = o.claim(2, coll("c")).await;
+                let _c = o.claim(2, coll("c"), false).await;
             }
         });
         tokio::task::yield_now().await;
@@ -159,14 +192,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_snapshot_holds_only_writes_that_could_not_be_replayed_over_it() {
+        let o = Order::new();
+        let payload = now(o.claim(1, pts("c", &[1]), false)).expect("free");
+        let mut snapshot = std::pin::pin!(o.barrier("c"));
+        assert!(
+            now(snapshot.as_mut()).is_none(),
+            "waits for the write in flight"
+        );
+        drop(payload);
+        let barrier = snapshot.await;
+        let _upsert = now(o.claim(2, pts("c", &[2]), true)).expect("an upsert goes");
+        assert!(
+            now(o.claim(3, pts("c", &[3]), false)).is_none(),
+            "a payload change waits"
+        );
+        assert!(
+            now(o.claim(4, coll("c"), false)).is_none(),
+            "a filter waits"
+        );
+        let _other = now(o.claim(5, pts("d", &[1]), false)).expect("another collection");
+        drop(barrier);
+        let _later = now(o.claim(6, pts("c", &[3]), false)).expect("after the snapshot");
+    }
+
+    #[tokio::test]
     async fn gates_of_collections_nobody_holds_are_freed() {
         let o = Order::new();
         for i in 0..100u64 {
-            let _c = o.claim(i, pts(&format!("c{i}"), &[1])).await;
+            let _c = o.claim(i, pts(&format!("c{i}"), &[1]), false).await;
         }
         // A claim dropped while it waits frees its gate too.
-        let held = o.claim(200, coll("x")).await;
-        assert!(now(o.claim(201, coll("x"))).is_none());
+        let held = o.claim(200, coll("x"), false).await;
+        assert!(now(o.claim(201, coll("x"), false)).is_none());
         drop(held);
         assert_eq!(o.collections_held(), 0);
     }

@@ -249,7 +249,13 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let (pass, touches) = self.claim(&m, |t| t.narrow(m.what, &bytes)).await;
+        let (pass, touches) = self
+            .claim(
+                &m,
+                |t| t.narrow(m.what, &bytes),
+                |t| crate::protocol::qdrant::rest::replayable(m.what, t, &bytes),
+            )
+            .await;
         let (method, namespace) = (parts.method.to_string(), namespace(&touches));
         let req = Request::from_parts(parts, full(bytes.clone()));
         let resp = match self.client.request(req).await {
@@ -318,11 +324,13 @@ impl Proxy {
         &self,
         m: &Mutation,
         narrow: impl Fn(Touches) -> Touches,
+        replayable: impl Fn(&Touches) -> bool,
     ) -> (super::order::Claim, Touches) {
         let mut touches = narrow(self.resolve(m));
         loop {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let pass = self.order.claim(id, touches.clone()).await;
+            let r = replayable(&touches);
+            let pass = self.order.claim(id, touches.clone(), r).await;
             let now = narrow(self.resolve(m));
             if now == touches {
                 return (pass, touches);

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::order::Order;
 use super::proxy::{bind, Proxy, SnapshotStores};
-use super::snapshot::take_all;
+use super::snapshot::{start_all, take_all};
 use crate::log::Log;
 use crate::ship::{ShipConfig, Shipper};
 use crate::store::{Keyring, Store};
@@ -51,8 +51,9 @@ pub struct RunningQdrantProxy {
     pub http_addr: SocketAddr,
     pub grpc_addr: Option<SocketAddr>,
     pub log: Arc<Log>,
-    /// Collections snapshotted at start.
+    /// Collections snapshotted at start (in the background, see [`start_all`]).
     pub start_snapshots: usize,
+    start_task: Option<JoinHandle<()>>,
     shipper: Shipper,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -100,9 +101,8 @@ impl RunningQdrantProxy {
             key.clone(),
         );
 
-        // Every collection gets a base before the first client is served: the stream is
-        // restorable from its first record.
-        let start_snapshots = take_all(&proxy, key.as_ref())
+        // Every collection gets a base, begun before the first client is served.
+        let (start_snapshots, start_task) = start_all(&proxy, key.clone())
             .await
             .map_err(QdrantProxyError::StartSnapshot)?;
         proxy
@@ -151,6 +151,7 @@ impl RunningQdrantProxy {
             http_addr,
             grpc_addr,
             start_snapshots,
+            start_task: Some(start_task),
             log,
             shipper,
             tasks,
@@ -164,9 +165,15 @@ impl RunningQdrantProxy {
     }
 
     /// Stops accepting clients, seals the open segment and ships it (up to `ship_wait`).
-    pub async fn shutdown(self, ship_wait: Duration) {
+    pub async fn shutdown(mut self, ship_wait: Duration) {
         for t in &self.tasks {
             t.abort();
+        }
+        // A start snapshot still being made is finished: its collection has no other base.
+        if let Some(t) = self.start_task.take() {
+            if tokio::time::timeout(ship_wait, t).await.is_err() {
+                tracing::warn!("a start snapshot did not finish within {ship_wait:?}");
+            }
         }
         if let Ok(last) = self.log.roll().await {
             let _ = tokio::time::timeout(ship_wait, self.shipper.wait_shipped(last)).await;

@@ -31,6 +31,27 @@ pub fn classify(path: &str, message: &[u8]) -> Option<Mutation> {
     Some(Mutation { touches, what })
 }
 
+/// Whether a logged gRPC write replays to the same state over a snapshot that may already
+/// hold it ([`super::rest::replayable`]): `Upsert` without `update_filter` (field 6) or
+/// `update_mode` (field 8), or `Delete`, of points named by id.
+pub fn replayable(path: &str, touches: &Touches, message: &[u8]) -> bool {
+    if !matches!(touches, Touches::Points(..)) {
+        return false;
+    }
+    match path {
+        "/qdrant.Points/Delete" => true,
+        "/qdrant.Points/Upsert" => {
+            let mut conditional = false;
+            let readable = crate::protocol::protobuf::walk(message, |field, _| {
+                conditional |= field == 6 || field == 8;
+                Some(())
+            });
+            readable.is_some() && !conditional
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,6 +96,27 @@ pub fn classify(method: &str, path: &str) -> Option<Mutation> {
     }
 }
 
+/// Whether a logged REST write replays to the same state over a snapshot that may already
+/// hold it (see `capture::qdrant::order`): an upsert without a condition (`update_filter`,
+/// `update_mode`) or a delete, of points named by id. Payload and vector changes are not:
+/// replayed over a snapshot where a later write deleted their point, they fail.
+pub fn replayable(what: &str, touches: &Touches, body: &[u8]) -> bool {
+    if !matches!(touches, Touches::Points(..)) {
+        return false;
+    }
+    #[derive(serde::Deserialize)]
+    struct Conditions {
+        update_filter: Option<serde::de::IgnoredAny>,
+        update_mode: Option<serde::de::IgnoredAny>,
+    }
+    match what {
+        "delete points" => true,
+        "upsert points" => serde_json::from_slice::<Conditions>(body)
+            .is_ok_and(|c| c.update_filter.is_none() && c.update_mode.is_none()),
+        _ => false,
+    }
+}
+
 /// A path segment with its percent-escapes decoded (collection names may need them).
 pub fn decode(seg: &str) -> String {
     let b = seg.as_bytes();
@@ -172,6 +193,25 @@ mod tests {
         assert!(c("a").conflicts(&p("a", &[])));
         assert!(!c("a").conflicts(&c("b")));
         assert!(Touches::All.conflicts(&p("b", &[])));
+    }
+
+    #[test]
+    fn only_unconditional_upserts_and_deletes_by_id_replay_over_themselves() {
+        let ids = Touches::Points("c".into(), vec![vec![1]]);
+        let up = br#"{"points":[{"id":1,"vector":[1,0]}]}"#;
+        assert!(replayable("upsert points", &ids, up));
+        assert!(replayable("delete points", &ids, br#"{"points":[1]}"#));
+        assert!(!replayable("upsert points", &c("c"), up), "not by id");
+        let cond = br#"{"points":[{"id":1,"vector":[1,0]}],"update_filter":{"must":[]}}"#;
+        assert!(!replayable("upsert points", &ids, cond));
+        let mode = br#"{"points":[{"id":1,"vector":[1,0]}],"update_mode":"insert_only"}"#;
+        assert!(!replayable("upsert points", &ids, mode));
+        assert!(!replayable(
+            "set payload",
+            &ids,
+            br#"{"payload":{},"points":[1]}"#
+        ));
+        assert!(!replayable("upsert points", &ids, b"not json"));
     }
 
     #[test]
