@@ -2,9 +2,12 @@
 scripts/bench-qdrant-snapshot.sh.
 
   fill     Q_HTTP Q_GRPC POINTS DIM: a collection `big` of POINTS random points, directly.
-  write    P_HTTP SECONDS OUT: one writer through the proxy, upserting one point at a time
-           (wait=true) into `big` for SECONDS; every request's start time and latency to OUT.
-  compare  Q_HTTP A B: collections A and B hold the same points (ids, payloads, vectors).
+  write    PORT SECONDS OUT [BASE]: one writer upserting one point at a time (wait=true)
+           into `big` at PORT (the proxy's, or Qdrant's for the anchor) for SECONDS, ids from
+           BASE; every request's start time and latency to OUT.
+  compare  Q_HTTP A B [SKIP]: collections A and B hold the same points (ids, payloads,
+           vectors), leaving out the ids from SKIP on (written to Qdrant directly: those
+           before the snapshot are in it, those after are not).
 """
 
 import hashlib
@@ -38,7 +41,7 @@ def fill(q_http, q_grpc, points, dim):
     print(f"filled: {points + 1} points of {dim} dims in {time.perf_counter() - t:.1f} s")
 
 
-def write(p_http, seconds, out):
+def write(p_http, seconds, out, base=10_000_000):
     dim = int(json.load(urllib.request.urlopen(f"http://127.0.0.1:{p_http}/collections/big"))
               ["result"]["config"]["params"]["vectors"]["size"])
     rng = random.Random(11)
@@ -46,7 +49,7 @@ def write(p_http, seconds, out):
     end = time.time() + seconds
     i = 0
     while time.time() < end:
-        body = json.dumps({"points": [{"id": 10_000_000 + i, "vector": [rng.uniform(-1, 1) for _ in range(dim)],
+        body = json.dumps({"points": [{"id": base + i, "vector": [rng.uniform(-1, 1) for _ in range(dim)],
                                        "payload": {"w": i}}]}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{p_http}/collections/big/points?wait=true", data=body,
                                      method="PUT", headers={"Content-Type": "application/json"})
@@ -57,8 +60,9 @@ def write(p_http, seconds, out):
     json.dump(rows, open(out, "w"))
 
 
-def digest(q_http, name):
-    """Count and a digest of every point (id, payload, vector), in id order."""
+def digest(q_http, name, skip=None):
+    """Count and a digest of every point (id, payload, vector), in id order; ids from
+    `skip` on left out."""
     h, n, offset = hashlib.sha256(), 0, None
     while True:
         body = {"limit": 5000, "with_payload": True, "with_vector": True}
@@ -69,6 +73,8 @@ def digest(q_http, name):
                                      headers={"Content-Type": "application/json"})
         r = json.load(urllib.request.urlopen(req))["result"]
         for p in r["points"]:
+            if skip is not None and p["id"] >= skip:
+                continue
             vec = [round(x, 5) for x in p["vector"]]
             h.update(json.dumps([p["id"], p["payload"], vec], sort_keys=True).encode())
             n += 1
@@ -77,8 +83,8 @@ def digest(q_http, name):
             return n, h.hexdigest()
 
 
-def compare(q_http, a, b):
-    da, db = digest(q_http, a), digest(q_http, b)
+def compare(q_http, a, b, skip=None):
+    da, db = digest(q_http, a, skip), digest(q_http, b, skip)
     print(f"{a}: {da[0]} points, {b}: {db[0]} points, {'EQUAL' if da == db else 'DIFFERENT'}")
     sys.exit(0 if da == db else 1)
 
@@ -88,8 +94,8 @@ if __name__ == "__main__":
     if cmd == "fill":
         fill(int(args[0]), int(args[1]), int(args[2]), int(args[3]))
     elif cmd == "write":
-        write(int(args[0]), float(args[1]), args[2])
+        write(int(args[0]), float(args[1]), args[2], int(args[3]) if len(args) > 3 else 10_000_000)
     elif cmd == "compare":
-        compare(int(args[0]), args[1], args[2])
+        compare(int(args[0]), args[1], args[2], int(args[3]) if len(args) > 3 else None)
     else:
         sys.exit(__doc__)

@@ -33,3 +33,14 @@ pub fn create_dir_durable(path: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Runs disk- or CPU-heavy work (hashing, encrypting or writing hundreds of megabytes) on
+/// tokio's blocking threads: on an async worker it would stall every client connection the
+/// process serves for as long as it takes.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("blocking task ended without a result: {e}"),
+    }
+}

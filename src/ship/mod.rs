@@ -261,7 +261,10 @@ async fn ship_pending(inner: &Inner, i: usize, store: &dyn Store) -> Result<(), 
         if done {
             continue;
         }
-        let data = std::fs::read(&path).map_err(|e| local(store, e))?;
+        let read = path.clone();
+        let data = crate::fsutil::blocking(move || std::fs::read(read))
+            .await
+            .map_err(|e| local(store, e))?;
         // The name in the store carries the time range, read from the segment's trailer.
         let seg = SealedSegment::open(&data[..]).map_err(|e| local(store, e))?;
         let key = SegmentKey {
@@ -279,7 +282,10 @@ async fn ship_pending(inner: &Inner, i: usize, store: &dyn Store) -> Result<(), 
             None => {
                 store.put_new(&object, data).await?;
             }
-            Some(k) => match store.put_new(&object, k.encrypt(&object, &data)).await {
+            Some(k) => match store
+                .put_new(&object, encrypt(k, &object, &data).await)
+                .await
+            {
                 Ok(_) => {}
                 // Sealed under another key (before a rotation): the same segment if it
                 // decrypts to the same bytes.
@@ -339,4 +345,10 @@ fn local(store: &dyn Store, e: impl std::fmt::Display) -> StoreError {
         key: String::new(),
         detail: e.to_string(),
     }
+}
+
+/// `data` encrypted for `object`, off the async workers (segments are up to 64 MiB).
+async fn encrypt(k: &Arc<Keyring>, object: &str, data: &[u8]) -> Vec<u8> {
+    let (k, object, data) = (k.clone(), object.to_string(), data.to_vec());
+    crate::fsutil::blocking(move || k.encrypt(&object, &data)).await
 }

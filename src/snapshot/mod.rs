@@ -43,20 +43,29 @@ pub async fn put_snapshot(
         format,
         namespace,
     } = at;
+    let encrypted = keyring.is_some();
+    let data_key = snapshot_data_key(stream, timeline, lsn, namespace, format, encrypted);
+    let (key, keyring) = (data_key.clone(), keyring.cloned());
+    let (sha256, size, data) = crate::fsutil::blocking(move || {
+        let sha = hex::encode(sha2::Sha256::digest(&data));
+        let size = data.len() as u64;
+        let data = match keyring {
+            Some(k) => k.encrypt(&key, &data),
+            None => data,
+        };
+        (sha, size, data)
+    })
+    .await;
     let manifest = SnapshotManifest {
         timeline,
         lsn,
         time_us,
         format: format.to_string(),
         namespace: namespace.to_string(),
-        data_key: snapshot_data_key(stream, timeline, lsn, namespace, format, keyring.is_some()),
-        size: data.len() as u64,
-        sha256: hex::encode(sha2::Sha256::digest(&data)),
-        encrypted: keyring.is_some(),
-    };
-    let data = match keyring {
-        Some(k) => k.encrypt(&manifest.data_key, &data),
-        None => data,
+        data_key,
+        size,
+        sha256,
+        encrypted,
     };
     store.put_new(&manifest.data_key, data).await?;
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use super::{check_key, ObjectInfo, PutOutcome, Result, Store, StoreError};
 
+#[derive(Clone)]
 pub struct FsStore {
     root: PathBuf,
     url: String,
@@ -82,13 +83,10 @@ impl FsStore {
     }
 }
 
-#[async_trait]
-impl Store for FsStore {
-    fn url(&self) -> &str {
-        &self.url
-    }
-
-    async fn put_new(&self, key: &str, data: Vec<u8>) -> Result<PutOutcome> {
+/// The operations themselves, blocking: the [`Store`] methods run them on tokio's
+/// blocking threads (a segment or a snapshot is up to hundreds of megabytes, fsynced).
+impl FsStore {
+    fn put_new_sync(&self, key: &str, data: Vec<u8>) -> Result<PutOutcome> {
         let path = self.path(key)?;
         let tmp = self.write_temp(key, &path, &data)?;
         let linked = fs::hard_link(&tmp, &path);
@@ -118,19 +116,19 @@ impl Store for FsStore {
         }
     }
 
-    async fn put(&self, key: &str, data: Vec<u8>) -> Result<()> {
+    fn put_sync(&self, key: &str, data: Vec<u8>) -> Result<()> {
         let path = self.path(key)?;
         let tmp = self.write_temp(key, &path, &data)?;
         fs::rename(&tmp, &path).map_err(|e| self.io("rename", key, e))?;
         self.sync_dir(key, &path)
     }
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>> {
+    fn get_sync(&self, key: &str) -> Result<Vec<u8>> {
         let path = self.path(key)?;
         fs::read(&path).map_err(|e| self.io("read", key, e))
     }
 
-    async fn head(&self, key: &str) -> Result<Option<u64>> {
+    fn head_sync(&self, key: &str) -> Result<Option<u64>> {
         let path = self.path(key)?;
         match fs::metadata(&path) {
             Ok(m) => Ok(Some(m.len())),
@@ -139,7 +137,7 @@ impl Store for FsStore {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+    fn list_sync(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         // Walk the deepest directory the prefix names, then filter by the full prefix.
         let dir_part = match prefix.rfind('/') {
             Some(i) => &prefix[..i],
@@ -180,7 +178,7 @@ impl Store for FsStore {
         Ok(out)
     }
 
-    async fn top_level(&self) -> Result<Vec<String>> {
+    fn top_level_sync(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.root).map_err(|e| self.io("list", "", e))? {
             let entry = entry.map_err(|e| self.io("list", "", e))?;
@@ -193,12 +191,54 @@ impl Store for FsStore {
         Ok(out)
     }
 
-    async fn delete(&self, key: &str) -> Result<()> {
+    fn delete_sync(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         match fs::remove_file(&path) {
             Ok(()) => self.sync_dir(key, &path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.io("delete", key, e)),
         }
+    }
+}
+
+#[async_trait]
+impl Store for FsStore {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn put_new(&self, key: &str, data: Vec<u8>) -> Result<PutOutcome> {
+        let (s, key) = (self.clone(), key.to_string());
+        crate::fsutil::blocking(move || s.put_new_sync(&key, data)).await
+    }
+
+    async fn put(&self, key: &str, data: Vec<u8>) -> Result<()> {
+        let (s, key) = (self.clone(), key.to_string());
+        crate::fsutil::blocking(move || s.put_sync(&key, data)).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let (s, key) = (self.clone(), key.to_string());
+        crate::fsutil::blocking(move || s.get_sync(&key)).await
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<u64>> {
+        let (s, key) = (self.clone(), key.to_string());
+        crate::fsutil::blocking(move || s.head_sync(&key)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let (s, prefix) = (self.clone(), prefix.to_string());
+        crate::fsutil::blocking(move || s.list_sync(&prefix)).await
+    }
+
+    async fn top_level(&self) -> Result<Vec<String>> {
+        let s = self.clone();
+        crate::fsutil::blocking(move || s.top_level_sync()).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let (s, key) = (self.clone(), key.to_string());
+        crate::fsutil::blocking(move || s.delete_sync(&key)).await
     }
 }
