@@ -335,3 +335,63 @@ fn vadd_updates_are_logged_and_restore_exactly() {
     assert_eq!(c3.cmd(&["EXEC"]), b"*2\r\n#f\r\n:1\r\n");
     restore_and_compare(&mut p, &server, 1);
 }
+
+/// Redis's own tests read the replication stream by sending SYNC on a plain connection; a
+/// replica may sit behind the proxy too. The answer (an RDB payload without a CRLF after
+/// it, then the stream) is not RESP replies: the proxy must pass it, not cut the
+/// connection for "malformed" bytes.
+#[test]
+fn sync_through_the_proxy_gets_redis_replication_stream() {
+    let server = Redis::start(&[]);
+    let mut p = Proxied::start(&server, None);
+    let mut link = TcpStream::connect(p.addr()).unwrap();
+    link.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // A command before the SYNC (not in the same pipeline: Redis refuses SYNC while a reply
+    // is pending), as the inline commands Redis's tests send.
+    link.write_all(b"PING\r\n").unwrap();
+    let mut got = vec![0u8; 7];
+    link.read_exact(&mut got).unwrap();
+    link.write_all(b"SYNC\r\n").unwrap();
+    let mut chunk = [0u8; 4096];
+    let mut read_until = |got: &mut Vec<u8>, what: &str, done: &dyn Fn(&[u8]) -> bool| {
+        while !done(got) {
+            let n = link
+                .read(&mut chunk)
+                .unwrap_or_else(|e| panic!("waiting for {what}: {e}; got {got:?}"));
+            assert!(n > 0, "connection closed waiting for {what}; got {got:?}");
+            got.extend_from_slice(&chunk[..n]);
+        }
+    };
+    read_until(&mut got, "+PONG and the RDB's length", &|g| {
+        g.starts_with(b"+PONG\r\n") && g[7..].windows(2).any(|w| w == b"\r\n")
+    });
+    // Newlines are Redis's keep-alives while the RDB is made; then `$LEN\r\n`.
+    let rest = &got[7..];
+    let start = rest.iter().position(|&b| b != b'\n').unwrap();
+    let line_end = start + rest[start..].windows(2).position(|w| w == b"\r\n").unwrap();
+    assert_eq!(rest[start], b'$', "{rest:?}");
+    let len: usize = std::str::from_utf8(&rest[start + 1..line_end])
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rdb_end = 7 + line_end + 2 + len;
+    read_until(&mut got, "the RDB payload", &|g| g.len() >= rdb_end);
+    assert_eq!(&got[rdb_end - len..rdb_end - len + 5], b"REDIS", "an RDB");
+    // A write by another client arrives on the link as Redis propagates it.
+    assert_eq!(
+        words(&mut p.conn(), &["SET", "seen", "on-the-link"]).text(),
+        "OK"
+    );
+    let want = b"$4\r\nseen\r\n$11\r\non-the-link\r\n";
+    read_until(&mut got, "the SET on the link", &|g| {
+        g[rdb_end..].windows(want.len()).any(|w| w == want)
+    });
+    drop(link);
+    assert_eq!(
+        words(&mut p.conn(), &["PING"]).text(),
+        "PONG",
+        "others keep working"
+    );
+    restore_and_compare(&mut p, &server, 1);
+}

@@ -52,11 +52,13 @@ pub(super) async fn run(
         }
         let mut used = 0;
         let mut hold = false;
+        let mut replica_link = false;
         st.locals(&mut out);
-        while let Some(frame) = scan(&buf[used..]).map_err(invalid)? {
-            let raw = &buf[used..used + frame.len];
-            if st.queue.is_empty() && !st.opaque && !frame.is_push() {
-                // Its expectation is on its way (sent before the command was forwarded).
+        while used < buf.len() {
+            if st.queue.is_empty() && !st.opaque && buf[used] != b'>' {
+                // A reply, not a push: its expectation is on its way (sent before the
+                // command was forwarded). Known before framing, since a SYNC's answer
+                // does not frame as RESP.
                 match rx.recv().await {
                     Some(batch) => {
                         st.take(batch);
@@ -66,6 +68,18 @@ pub(super) async fn run(
                     None => return Err(invalid("a reply to a command never sent")),
                 }
             }
+            if st
+                .queue
+                .front()
+                .is_some_and(|e| e.kind == Kind::ReplicaLink)
+            {
+                replica_link = true;
+                break;
+            }
+            let Some(frame) = scan(&buf[used..]).map_err(invalid)? else {
+                break;
+            };
+            let raw = &buf[used..used + frame.len];
             used += frame.len;
             hold |= st.reply(frame, raw, &mut out);
             st.locals(&mut out);
@@ -77,6 +91,14 @@ pub(super) async fn run(
         if !out.is_empty() {
             client.write_all(&out).await?;
             out.clear();
+        }
+        if replica_link {
+            // Redis's answer to SYNC or PSYNC: an RDB payload (no CRLF after it), then its
+            // replication stream, for as long as the connection lasts. Nothing in it
+            // acknowledges a client's write, so it passes as it comes.
+            client.write_all(&buf).await?;
+            tokio::io::copy(&mut upstream, &mut client).await?;
+            return Ok(());
         }
         if requests_done && st.queue.is_empty() {
             return Ok(());
@@ -160,7 +182,8 @@ impl State {
                 Effect::Always => true,
             };
         match kind {
-            Kind::Plain | Kind::Local(_) => {}
+            // Never reached: the connection became a pipe before this reply (see `run`).
+            Kind::Plain | Kind::Local(_) | Kind::ReplicaLink => {}
             Kind::Reset => self.reset(),
             // A MULTI inside a transaction is refused and leaves it open.
             Kind::Multi => self.multi |= !frame.is_error(),

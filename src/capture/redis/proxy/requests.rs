@@ -35,6 +35,9 @@ pub(super) enum Kind {
     /// From this command on, replies are not one per command (pub/sub, MONITOR, CLIENT
     /// REPLY, a replication stream, bytes vecwal could not frame) until a `RESET`.
     Opaque,
+    /// `SYNC` or `PSYNC` that Redis will serve: the connection becomes a replica link
+    /// (an RDB payload, then the replication stream) and a plain pipe both ways for good.
+    ReplicaLink,
     /// `EXEC` refused by vecwal: `DISCARD` went instead; its `+OK` is replaced by this.
     Refused(Vec<u8>),
     /// A reply vecwal gives itself, in its place among Redis's.
@@ -114,6 +117,16 @@ pub(super) async fn run(
                     };
                     expects.push(Expect::new(Effect::None, Kind::Local(reply)));
                     continue;
+                }
+                b"sync" | b"psync" if !s.opaque && !s.in_multi => {
+                    // Redis's own tests read the stream this way; a replica may sit behind
+                    // the proxy. What the link carries is Redis's, and the client's bytes
+                    // after this (REPLCONF ACK) write nothing.
+                    expects.push(Expect::new(Effect::None, Kind::ReplicaLink));
+                    send(&tx, &mut expects)?;
+                    out.extend_from_slice(&buf[used - n..]);
+                    upstream.write_all(&out).await?;
+                    return copy_rest(client, upstream).await;
                 }
                 b"subscribe" | b"psubscribe" | b"ssubscribe" | b"unsubscribe" | b"punsubscribe"
                 | b"sunsubscribe" | b"monitor" | b"sync" | b"psync" => {
@@ -229,8 +242,8 @@ async fn flush(upstream: &mut OwnedWriteHalf, out: &mut Vec<u8>) -> std::io::Res
     Ok(())
 }
 
-/// After bytes vecwal could not frame: the rest of the connection is a plain pipe (the
-/// reply side holds every reply, see [`Kind::Opaque`]).
+/// After bytes vecwal could not frame (the reply side holds every reply, see
+/// [`Kind::Opaque`]) or a replica link began: the rest of the connection is a plain pipe.
 async fn copy_rest(mut client: OwnedReadHalf, mut upstream: OwnedWriteHalf) -> std::io::Result<()> {
     tokio::io::copy(&mut client, &mut upstream).await?;
     Ok(())
