@@ -95,7 +95,8 @@ stop() {
 }
 
 # ---- what the run needs: the Qdrant server, the suite's venv, vecwal, the suite itself
-qdrant_bin=$("$shared/qdrant/install.sh" "$repo/.services/qdrant/qdrant")
+# QDRANT_BIN (as scripts/services.sh exports it) wins; else the server ../shared carries.
+qdrant_bin=${QDRANT_BIN:-$("$shared/qdrant/install.sh" "$repo/.services/qdrant/qdrant")}
 # The suite's own dependency list (../shared/qdrant-tests/README.md), pinned as there; the
 # marker holds the list, so a changed list reinstalls and an unchanged one costs nothing.
 requirements='pytest>=8.4,<9 pytest-timeout>=2.4,<3 pytest-cases>=3.9.1,<4 requests>=2.32.5,<3

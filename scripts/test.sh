@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs every test of vecwal, as CI does: formatting, lints, then the whole test suite
-# with cargo-nextest. Installs what the tests need first: cargo-nextest, and the real
-# services the integration tests run against (scripts/services.sh); the tests start each
-# service themselves on free loopback ports and stop it by PID.
+# Runs every test of vecwal, as CI does: formatting, lints, the whole test suite with
+# cargo-nextest, then the databases' own test suites through the proxies (Redis's Tcl suite,
+# the CI set of scripts/redis-conformance.sh; Qdrant's API tests, scripts/qdrant-conformance.sh).
+# Installs what the tests need first: cargo-nextest, and the real services the tests run
+# against (scripts/services.sh); the tests start each service themselves on free loopback
+# ports and stop it by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,4 +32,20 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
-cargo nextest run --workspace --locked --no-fail-fast "$@"
+status=0
+cargo nextest run --workspace --locked --no-fail-fast "$@" || status=$?
+
+# The conformance runs use the vecwal the tests just built.
+export VECWAL_BIN=$(pwd)/target/debug/vecwal
+echo "== Redis's own tests through the proxy (scripts/redis-conformance.sh --ci)"
+./scripts/redis-conformance.sh --ci || status=$?
+shared=$(cd .. && pwd)/shared
+if [ -n "${QDRANT_BIN:-}" ] && [ -f "$shared/qdrant-tests/qdrant-openapi-tests-1.18.3.tar.xz" ]; then
+    echo "== Qdrant's own API tests through the proxy (scripts/qdrant-conformance.sh)"
+    # Each collection's last life restored (every life would replay each name's history
+    # again and again: minutes more for the same check).
+    QDRANT_CONFORMANCE_LAST_ONLY=1 ./scripts/qdrant-conformance.sh || status=$?
+else
+    echo "!!!!! SKIPPED: Qdrant conformance: no Qdrant server or no ../shared/qdrant-tests !!!!!"
+fi
+exit "$status"
