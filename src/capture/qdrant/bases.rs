@@ -17,7 +17,7 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::proxy::{error, strip_hop_headers, Body, Error, Proxy};
+use super::proxy::{error, Body, Error, Proxy};
 use crate::log::{now_us, Appended};
 use crate::protocol::qdrant::rest::Touches;
 use crate::snapshot::{put_snapshot, SnapshotPoint, QDRANT_EMPTY};
@@ -85,20 +85,9 @@ pub async fn rebase(
         .claim(id, Touches::Collection(collection.clone()), false)
         .await;
     let req = http::Request::from_parts(parts, body.map_err(Error::from).boxed());
-    let resp = match proxy.client.request(req).await {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_GATEWAY, &format!("Qdrant unreachable: {e}")),
-    };
-    let (mut p, b) = resp.into_parts();
-    strip_hop_headers(&mut p.headers);
-    let answer = match b.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            return error(
-                StatusCode::BAD_GATEWAY,
-                &format!("Qdrant's answer broke off ({e}); the recovery may have happened"),
-            )
-        }
+    let (mut p, answer) = match proxy.exchange(req, "the recovery may have happened").await {
+        Ok(got) => got,
+        Err(refusal) => return refusal,
     };
     if !p.status.is_success() {
         return Response::from_parts(p, super::proxy::full(answer));

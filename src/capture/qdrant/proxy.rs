@@ -258,20 +258,9 @@ impl Proxy {
             .await;
         let (method, namespace) = (parts.method.to_string(), namespace(&touches));
         let req = Request::from_parts(parts, full(bytes.clone()));
-        let resp = match self.client.request(req).await {
-            Ok(r) => r,
-            Err(e) => return error(StatusCode::BAD_GATEWAY, &format!("Qdrant unreachable: {e}")),
-        };
-        let (mut p, b) = resp.into_parts();
-        strip_hop_headers(&mut p.headers);
-        let answer = match b.collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("Qdrant's answer broke off ({e}); the write may have been applied"),
-                )
-            }
+        let (mut p, answer) = match self.exchange(req, "the write may have been applied").await {
+            Ok(got) => got,
+            Err(refusal) => return refusal,
         };
         self.after(&m).await;
         if !p.status.is_success() {
@@ -438,6 +427,31 @@ pub(super) fn strip_hop_headers(h: &mut HeaderMap) {
         h.remove(n);
     }
     h.remove("keep-alive");
+}
+
+impl Proxy {
+    /// Sends `req` to Qdrant and reads its whole answer (hop-by-hop headers gone). A failure
+    /// is the 502 the client gets; `broken` says what an answer cut off may mean.
+    pub(super) async fn exchange(
+        &self,
+        req: Request<Body>,
+        broken: &str,
+    ) -> Result<(http::response::Parts, Bytes), Response<Body>> {
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| error(StatusCode::BAD_GATEWAY, &format!("Qdrant unreachable: {e}")))?;
+        let (mut p, b) = resp.into_parts();
+        strip_hop_headers(&mut p.headers);
+        match b.collect().await {
+            Ok(c) => Ok((p, c.to_bytes())),
+            Err(e) => Err(error(
+                StatusCode::BAD_GATEWAY,
+                &format!("Qdrant's answer broke off ({e}); {broken}"),
+            )),
+        }
+    }
 }
 
 /// A JSON error in Qdrant's own shape, so clients show it.
