@@ -368,3 +368,25 @@ fn append_future_record(dir: &Path) -> i64 {
     fs::write(&wal, bytes).unwrap();
     ahead
 }
+
+/// A capture that restarts more often than segments roll by age must still ship: the
+/// records a restart finds in the open segment are sealed at once, not `segment_max_age`
+/// after the restart (killed every second, a proxy shipping every second fell 18 s behind).
+#[tokio::test]
+async fn records_found_at_restart_are_sealed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    log_with(dir.path(), 5).await;
+    let mut cfg = config();
+    cfg.segment_max_age = std::time::Duration::from_secs(3600);
+    let (log, report) = Log::open(dir.path(), cfg.clone()).unwrap();
+    assert_eq!(report.next_lsn, 6);
+    tokio::time::timeout(std::time::Duration::from_secs(30), log.wait_sealed(5))
+        .await
+        .expect("the records found at restart were not sealed within 30 s")
+        .unwrap();
+    // New records go on in a new open segment, after the sealed one.
+    log.append(entry(0, 6)).await.unwrap();
+    log.close().unwrap();
+    let lsns: Vec<u64> = read_all(dir.path()).iter().map(|r| r.lsn).collect();
+    assert_eq!(lsns, (1..=6).collect::<Vec<_>>());
+}

@@ -220,7 +220,10 @@ impl Log {
                 pending: Vec::new(),
                 pending_last_lsn: 0,
                 closing: false,
-                roll_requested: false,
+                // Records a restart finds in the open segment roll, seal and ship at once:
+                // waiting `segment_max_age` from the restart let a capture that restarts
+                // more often than that never ship.
+                roll_requested: !r.open_segment.is_empty(),
                 sync_requested: false,
                 failed: None,
             }),

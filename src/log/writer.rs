@@ -80,7 +80,7 @@ impl OpenSegment {
         })
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.last_lsn < self.first_lsn
     }
 }
