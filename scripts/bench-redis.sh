@@ -4,7 +4,8 @@
 #   pipeline 1 and 16: direct to Redis, through `vecwal proxy redis` with fsync always and
 #   everysec, and through twemproxy (Debian nutcracker, which logs nothing);
 #   replay: `vecwal replay` of the logged SETs into an empty Redis against `redis-cli --pipe`
-#   of the same commands.
+#   of the same commands. Beside req/s: the CPU time (utime+stime from /proc/PID/stat) the
+#   proxy process spent per request, and Redis's own (the same for every target: the anchor).
 # Usage: scripts/bench-redis.sh [WORK_DIR] [REQUESTS]   (about 3 minutes at the default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,10 @@ n=${2:-200000}
 mkdir -p "$work"
 if ! command -v redis-benchmark >/dev/null || ! command -v nutcracker >/dev/null; then
     echo "installing redis-tools and nutcracker (Debian)" >&2
-    sudo apt-get update -qq && sudo apt-get install -y -qq redis-tools nutcracker >&2
+    apt=(env DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0)
+    [ "$(id -u)" = 0 ] || apt=(sudo "${apt[@]}")
+    "${apt[@]}" install -y --no-install-recommends redis-tools nutcracker >&2 ||
+        { "${apt[@]}" update >&2 && "${apt[@]}" install -y --no-install-recommends redis-tools nutcracker >&2; }
 fi
 eval "$(./scripts/services.sh | grep '^export')"
 cargo build --release --quiet --bin vecwal
@@ -22,7 +26,7 @@ source scripts/redis-lib.sh
 
 redis_port=$(free_port)
 "$REDIS_SERVER" --bind 127.0.0.1 --port "$redis_port" --save "" --dir "$work" --logfile "$work/redis.log" &
-pids+=($!)
+pids+=($!); redis_pid=$!
 wait_port "$redis_port"
 
 twem_port=$(free_port)
@@ -36,7 +40,7 @@ bench:
    - 127.0.0.1:$redis_port:1
 YML
 nutcracker -c "$work/twem.yml" -o "$work/twem.log" -s "$(free_port)" &
-pids+=($!)
+pids+=($!); twem_pid=$!
 wait_port "$twem_port"
 
 start_proxy() { # name fsync; sets $port and $proxy_pid
@@ -49,28 +53,46 @@ start_proxy() { # name fsync; sets $port and $proxy_pid
     pids+=($proxy_pid)
     wait_line "$work/$1.out" "listening on" 60 "$proxy_pid" "$work/$1.log"
 }
-start_proxy always always; always_port=$port; always_pid=$proxy_pid
-start_proxy everysec everysec; everysec_port=$port
+stop_proxy() { kill -TERM "$proxy_pid"; wait "$proxy_pid" 2>/dev/null || true; }
 
-echo "target,test,pipeline,rps,avg_ms,p50_ms,p99_ms"
+# CPU seconds a process has used so far (utime + stime; fields 14 and 15 of /proc/PID/stat,
+# counted after the command name, which is in parentheses and may hold spaces).
+tck=$(getconf CLK_TCK)
+cpu() { sed 's/^.*) //' "/proc/$1/stat" | awk -v t="$tck" '{ printf "%.3f", ($12 + $13) / t }'; }
+
+echo "target,test,pipeline,rps,avg_ms,p50_ms,p99_ms,proxy_cpu_us_per_req,redis_cpu_us_per_req"
+# One vecwal proxy at a time, and none while the anchors run: a proxy follows Redis as a
+# replica, so it would log (and spend CPU on) every other target's writes too.
 for pipeline in 1 16; do
-    for target in direct:$redis_port twemproxy:$twem_port vecwal-always:$always_port vecwal-everysec:$everysec_port; do
-        name=${target%%:*}; port=${target##*:}
-        redis-cli -p "$redis_port" flushall >/dev/null
-        redis-benchmark -h 127.0.0.1 -p "$port" -t set,hset -d 1024 -c 50 -P "$pipeline" \
-            -n "$n" -r 100000 -q --csv 2>/dev/null |
-            python3 -c '
+    for name in direct twemproxy vecwal-always vecwal-everysec; do
+        case $name in
+            direct) port=$redis_port; pid=- ;;
+            twemproxy) port=$twem_port; pid=$twem_pid ;;
+            vecwal-*) start_proxy "${name#vecwal-}" "${name#vecwal-}"; pid=$proxy_pid ;;
+        esac
+        for t in set hset; do
+            redis-cli -p "$redis_port" flushall >/dev/null
+            p0=$([ "$pid" = - ] || cpu "$pid"); r0=$(cpu "$redis_pid")
+            row=$(redis-benchmark -h 127.0.0.1 -p "$port" -t "$t" -d 1024 -c 50 -P "$pipeline" \
+                -n "$n" -r 100000 -q --csv 2>/dev/null | grep -v '^"test"')
+            p1=$([ "$pid" = - ] || cpu "$pid"); r1=$(cpu "$redis_pid")
+            python3 - "$name" "$pipeline" "$n" "$row" "${p0:--}" "${p1:--}" "$r0" "$r1" <<'PY'
 import csv, sys
-for row in csv.reader(sys.stdin):
-    if row[0] == "test": continue
-    # test, rps, avg, min, p50, p95, p99, max
-    t = row[0].split()[0]
-    print(f"'"$name"',{t},'"$pipeline"',{float(row[1]):.0f},{row[2]},{row[4]},{row[6]}")'
+name, pipeline, n, row, p0, p1, r0, r1 = sys.argv[1:]
+# test, rps, avg, min, p50, p95, p99, max
+row = next(csv.reader([row]))
+per = lambda a, b: f"{(float(b) - float(a)) * 1e6 / int(n):.1f}"
+proxy = "-" if p0 == "-" else per(p0, p1)
+print(f"{name},{row[0].split()[0]},{pipeline},{float(row[1]):.0f},{row[2]},{row[4]},{row[6]},"
+      f"{proxy},{per(r0, r1)}")
+PY
+        done
+        case $name in vecwal-*) stop_proxy ;; esac
     done
 done
 
-# Replay: the SETs the always-proxy logged, into an empty Redis, against redis-cli --pipe.
-kill -TERM "$always_pid"; wait "$always_pid" 2>/dev/null || true
+# Replay: what the always-proxy logged at pipeline 16 (its SETs and HSETs), into an empty
+# Redis, against redis-cli --pipe of the same commands.
 replay_port=$(free_port)
 "$REDIS_SERVER" --bind 127.0.0.1 --port "$replay_port" --save "" --dir "$work" --dbfilename replay.rdb --logfile "$work/replay.log" &
 pids+=($!)
