@@ -104,7 +104,8 @@ fn a_least_privilege_user_is_enough_for_the_proxy() {
 
 #[test]
 fn keys_evicted_under_maxmemory_are_logged_as_deletes() {
-    // A cache-style Redis that evicts: what it drops must be gone after a restore too.
+    // A cache-style Redis that evicts (not the default, which never evicts: eviction is
+    // what this test is about): what it drops must be gone after a restore too.
     let original = Redis::start(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
     let mut p = Proxied::start(&original, None);
     let mut c = p.conn();

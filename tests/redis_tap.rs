@@ -85,6 +85,8 @@ fn restoring_a_tapped_stream_to_any_moment_gives_that_moment_exactly() {
         .enable_all()
         .build()
         .unwrap();
+    // DEBUG CHANGE-REPL-ID (below) gives the master a new replication history, as a
+    // failover does; Redis disables DEBUG by default since 7.0.
     let master = Redis::start(&["--enable-debug-command", "yes"]);
     let mut admin = master.conn();
     prepare(&mut admin);
