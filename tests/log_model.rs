@@ -92,6 +92,8 @@ proptest! {
                         let (l, report) = Log::open(dir.path(), cfg()).unwrap();
                         prop_assert_eq!(report.next_lsn, model.len() as u64 + 1);
                         prop_assert!(report.truncated.is_none());
+                        // A restart seals what it finds: wait, so no seal is in flight.
+                        l.wait_sealed(model.len() as u64).await.unwrap();
                         log = Some(l);
                     }
                     Op::TornCrash(garbage) => {
@@ -107,6 +109,7 @@ proptest! {
                         let (l, report) = Log::open(dir.path(), cfg()).unwrap();
                         prop_assert_eq!(report.next_lsn, model.len() as u64 + 1);
                         prop_assert_eq!(report.truncated.map(|t| t.2), Some(tail.len() as u64));
+                        l.wait_sealed(model.len() as u64).await.unwrap();
                         log = Some(l);
                     }
                     Op::Ship => {
