@@ -122,7 +122,11 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.from_empty,
     )
     .await?;
+    let (plan, short_of) = a.to.settle(&store, plan, &keyring).await?;
     println!("restore plan for {into}:\n{}", plan.describe());
+    if let Some(d) = &short_of {
+        println!("{}", RestoreTo::short_note(&plan, d));
+    }
     if let Target::Time(t) = goal {
         if t > plan.latest_time_us {
             println!(
@@ -177,6 +181,13 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         format_us(summary.final_time_us),
         summary.elapsed
     );
+    if let Some(d) = short_of {
+        eprintln!(
+            "vecwal: restored to LSN {}, short of the requested target: {d}",
+            summary.final_lsn
+        );
+        return Ok(ExitCode::from(SHORT_OF_TARGET));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -194,9 +205,48 @@ pub struct RestoreTo {
     /// Restore to exactly this record.
     #[arg(long, value_name = "LSN")]
     lsn: Option<u64>,
+    /// When the store is damaged or has a gap before the target, restore up to the last
+    /// sound record before it instead of stopping; exit code 3 then says the target was not
+    /// reached. Every planned record is read and verified first (segments are read twice).
+    /// Without it, damage stops the restore with an error naming the object, offset and LSN,
+    /// after the records before it were applied.
+    #[arg(long)]
+    stop_at_last_good: bool,
 }
 
+/// Exit code of a restore that --stop-at-last-good ended before its target.
+pub const SHORT_OF_TARGET: u8 = 3;
+
 impl RestoreTo {
+    /// With --stop-at-last-good: the plan cut at the last sound record, and the damage
+    /// that cut it (printed with the plan).
+    pub async fn settle(
+        &self,
+        store: &Arc<dyn crate::store::Store>,
+        plan: restore::Plan,
+        keyring: &Option<Arc<crate::store::Keyring>>,
+    ) -> anyhow::Result<(restore::Plan, Option<String>)> {
+        if !self.stop_at_last_good {
+            return Ok((plan, None));
+        }
+        Ok(
+            match restore::last_good(store.clone(), &plan, keyring.clone()).await? {
+                None => (plan, None),
+                Some((short, damage)) => (short, Some(damage.to_string())),
+            },
+        )
+    }
+
+    /// What the plan's printout says when --stop-at-last-good cut it.
+    pub fn short_note(plan: &restore::Plan, damage: &str) -> String {
+        format!(
+            "  STOPS SHORT of the requested target: {damage}\n  --stop-at-last-good: restoring \
+             to LSN {} at {}, the last sound record before it",
+            plan.target_lsn,
+            format_us(plan.target_time_us)
+        )
+    }
+
     pub fn goal(&self) -> anyhow::Result<Target> {
         Ok(match (&self.at, self.lsn) {
             (Some(t), _) => Target::Time(

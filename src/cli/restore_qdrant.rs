@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::proxy::http_uri as uri;
-use super::restore::{progress_bar, RestoreTo};
+use super::restore::{progress_bar, RestoreTo, SHORT_OF_TARGET};
 use super::store_args::{resolve_stream, CryptArgs, StoreArgs, StreamArg};
 use crate::restore;
 use crate::restore::qdrant::{Progress, QdrantTarget};
@@ -110,6 +110,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.from_empty,
     )
     .await?;
+    let (plan, short_of) = a.to.settle(&store, plan, &keyring).await?;
     let name = a.as_name.clone().unwrap_or_else(|| a.collection.clone());
     println!(
         "restore plan for collection {:?} into {} as {name:?}:\n{}",
@@ -117,6 +118,9 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.target,
         plan.describe()
     );
+    if let Some(d) = &short_of {
+        println!("{}", RestoreTo::short_note(&plan, d));
+    }
     if a.dry_run {
         println!("dry run: nothing changed");
         return Ok(ExitCode::SUCCESS);
@@ -155,5 +159,12 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         format_us(s.final_time_us),
         s.elapsed
     );
+    if let Some(d) = short_of {
+        eprintln!(
+            "vecwal: restored to LSN {}, short of the requested target: {d}",
+            s.final_lsn
+        );
+        return Ok(ExitCode::from(SHORT_OF_TARGET));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -475,7 +475,8 @@ async fn last_at_or_before(
 
 /// The records of `plan` after its base, in order, verified: checksums (by the format),
 /// the stream's identity, and every LSN present once (promise 7). Segments are fetched
-/// one ahead of the consumer.
+/// one ahead of the consumer. At damage or a gap, the records before it come first, then
+/// the error, then nothing more.
 pub fn records(
     store: std::sync::Arc<dyn Store>,
     plan: &Plan,
@@ -488,11 +489,16 @@ pub fn records(
         let mut next = from;
         let mut stream_id = None;
         for entry in segments {
+            // On damage: the records before it in this segment (each verified by its block's
+            // checksum), then the error.
             let batch = async {
-                let seg = fetch_segment(store.as_ref(), &entry, keyring.as_deref()).await?;
                 let mut out = Vec::new();
+                let seg = match fetch_segment(store.as_ref(), &entry, keyring.as_deref()).await {
+                    Ok(seg) => seg,
+                    Err(e) => return Err((out, e)),
+                };
                 for r in records_of(&seg, &entry) {
-                    let r = r?;
+                    let r = r.map_err(|e| (std::mem::take(&mut out), e))?;
                     if r.lsn < from {
                         continue; // before the base: the first segment starts earlier
                     }
@@ -500,32 +506,39 @@ pub fn records(
                         // Two segments hold this LSN. vecwal never writes overlapping
                         // segments for one stream and timeline, so which history is right
                         // cannot be told: stop rather than pick one.
-                        return Err(RestoreError::Corrupt {
-                            key: entry.key.clone(),
-                            offset: None,
-                            lsn: Some(r.lsn),
-                            message: "this LSN is also in an earlier segment (overlapping \
+                        return Err((
+                            out,
+                            RestoreError::Corrupt {
+                                key: entry.key.clone(),
+                                offset: None,
+                                lsn: Some(r.lsn),
+                                message: "this LSN is also in an earlier segment (overlapping \
                                       segments in the store: two writers on one stream?)"
-                                .into(),
-                        });
+                                    .into(),
+                            },
+                        ));
                     }
                     if r.lsn > to {
                         break;
                     }
                     if r.lsn != next {
-                        return Err(RestoreError::Gap {
+                        let gap = RestoreError::Gap {
                             from: next,
                             to: r.lsn - 1,
                             key: entry.key.clone(),
-                        });
+                        };
+                        return Err((out, gap));
                     }
                     if *stream_id.get_or_insert(r.stream_id) != r.stream_id {
-                        return Err(RestoreError::Corrupt {
-                            key: entry.key.clone(),
-                            offset: None,
-                            lsn: Some(r.lsn),
-                            message: "belongs to another stream (stream id differs)".into(),
-                        });
+                        return Err((
+                            out,
+                            RestoreError::Corrupt {
+                                key: entry.key.clone(),
+                                offset: None,
+                                lsn: Some(r.lsn),
+                                message: "belongs to another stream (stream id differs)".into(),
+                            },
+                        ));
                     }
                     next += 1;
                     out.push(r);
@@ -533,8 +546,15 @@ pub fn records(
                 Ok(out)
             }
             .await;
-            let failed = batch.is_err();
-            if tx.send(batch).await.is_err() || failed {
+            let (good, damage) = match batch {
+                Ok(out) => (out, None),
+                Err((out, e)) => (out, Some(e)),
+            };
+            if (!good.is_empty() || damage.is_none()) && tx.send(Ok(good)).await.is_err() {
+                return;
+            }
+            if let Some(e) = damage {
+                let _ = tx.send(Err(e)).await;
                 return;
             }
         }
@@ -549,4 +569,36 @@ pub fn records(
         }
     });
     rx
+}
+
+/// `plan` cut short at the last sound record before the first damage or gap, for
+/// `--stop-at-last-good`: every record of the plan is read and verified first (so its
+/// segments are read twice). `None` when the whole plan is sound; otherwise the shorter
+/// plan and the damage. Errors that are not damage (an unreachable store) return as they
+/// are.
+pub async fn last_good(
+    store: std::sync::Arc<dyn Store>,
+    plan: &Plan,
+    keyring: Option<std::sync::Arc<Keyring>>,
+) -> Result<Option<(Plan, RestoreError)>, RestoreError> {
+    let base_time = plan.base.as_ref().map_or(0, |b| b.time_us);
+    let mut good = (plan.first_lsn.saturating_sub(1), base_time);
+    let mut rx = records(store, plan, keyring);
+    while let Some(batch) = rx.recv().await {
+        let damage = match batch {
+            Ok(rs) => {
+                if let Some(r) = rs.last() {
+                    good = (r.lsn, r.timestamp_us);
+                }
+                continue;
+            }
+            Err(e @ (RestoreError::Corrupt { .. } | RestoreError::Gap { .. })) => e,
+            Err(e) => return Err(e),
+        };
+        let mut short = plan.clone();
+        (short.target_lsn, short.target_time_us) = good;
+        short.segments.retain(|s| s.range.first_lsn <= good.0);
+        return Ok(Some((short, damage)));
+    }
+    Ok(None)
 }
