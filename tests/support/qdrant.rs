@@ -1,5 +1,6 @@
 //! A real Qdrant for tests: no package registry ships the server, so it is found through
-//! `QDRANT_BIN` or `PATH` (docs/qdrant.md says how to build one). When it is absent the
+//! `QDRANT_BIN`, where scripts/services.sh unpacks the one `../shared/qdrant` carries, or
+//! `PATH`. When it is absent the
 //! Qdrant tests say so on one loud line and return: `scripts/test.sh` prints the same line
 //! so a skipped run is never mistaken for a passed one.
 #![allow(dead_code)]
@@ -13,11 +14,20 @@ use std::time::{Duration, Instant};
 pub const SKIP_LINE: &str =
     "SKIPPED: Qdrant tests: no qdrant binary (set QDRANT_BIN or put qdrant on PATH; see docs/qdrant.md)";
 
-/// The server binary, if this machine has one.
+/// The server binary, if this machine has one: `QDRANT_BIN`, else where
+/// scripts/services.sh unpacks it (so a plain `cargo nextest run` after it runs the Qdrant
+/// tests too), else `PATH`.
 pub fn binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("QDRANT_BIN") {
         let p = PathBuf::from(p);
         return p.is_file().then_some(p);
+    }
+    let installed = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.services/qdrant/qdrant"
+    ));
+    if installed.is_file() {
+        return Some(installed);
     }
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join("qdrant"))
