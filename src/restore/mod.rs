@@ -497,6 +497,13 @@ pub fn records(
                     Ok(seg) => seg,
                     Err(e) => return Err((out, e)),
                 };
+                // A record that is readable but not where it belongs.
+                let misplaced = |lsn, message: &str| RestoreError::Corrupt {
+                    key: entry.key.clone(),
+                    offset: None,
+                    lsn: Some(lsn),
+                    message: message.into(),
+                };
                 for r in records_of(&seg, &entry) {
                     let r = r.map_err(|e| (std::mem::take(&mut out), e))?;
                     if r.lsn < from {
@@ -506,17 +513,9 @@ pub fn records(
                         // Two segments hold this LSN. vecwal never writes overlapping
                         // segments for one stream and timeline, so which history is right
                         // cannot be told: stop rather than pick one.
-                        return Err((
-                            out,
-                            RestoreError::Corrupt {
-                                key: entry.key.clone(),
-                                offset: None,
-                                lsn: Some(r.lsn),
-                                message: "this LSN is also in an earlier segment (overlapping \
-                                      segments in the store: two writers on one stream?)"
-                                    .into(),
-                            },
-                        ));
+                        let overlap = "this LSN is also in an earlier segment (overlapping \
+                                       segments in the store: two writers on one stream?)";
+                        return Err((out, misplaced(r.lsn, overlap)));
                     }
                     if r.lsn > to {
                         break;
@@ -530,15 +529,8 @@ pub fn records(
                         return Err((out, gap));
                     }
                     if *stream_id.get_or_insert(r.stream_id) != r.stream_id {
-                        return Err((
-                            out,
-                            RestoreError::Corrupt {
-                                key: entry.key.clone(),
-                                offset: None,
-                                lsn: Some(r.lsn),
-                                message: "belongs to another stream (stream id differs)".into(),
-                            },
-                        ));
+                        let other = "belongs to another stream (stream id differs)";
+                        return Err((out, misplaced(r.lsn, other)));
                     }
                     next += 1;
                     out.push(r);
