@@ -196,13 +196,26 @@ fn passwords_never_reach_the_data_dir_the_store_or_the_output() {
 
 #[test]
 fn a_killed_proxy_loses_no_acknowledged_write() {
-    // Several rounds on one data directory: kill -9 while four clients pipeline writes,
-    // start again (recovery), repeat. Every write a client saw acknowledged must be logged.
+    // 120 rounds on one data directory (as a user's trial found a proxy that survives 120
+    // kills): kill -9 at a random point while four clients pipeline writes, start again
+    // (recovery, partial resync), repeat. Every write a client saw acknowledged must be
+    // logged.
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("VECWAL_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            now.unwrap().as_nanos() as u64
+        });
+    eprintln!("kill test seed {seed} (set VECWAL_KILL_SEED to repeat)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let server = Redis::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let keys: Arc<Mutex<Vec<String>>> = Arc::default();
     let value = vec![b'v'; 4096];
-    for kill_round in 0..5 {
+    for kill_round in 0..120 {
+        let kill_after: u64 = rng.random_range(1..=300);
         let mut proxy = ProxyProcess::start(&server, dir.path(), false);
         let acked = Arc::new(AtomicU64::new(0));
         let workers: Vec<_> = (0..4)
@@ -245,8 +258,11 @@ fn a_killed_proxy_loses_no_acknowledged_write() {
             })
             .collect();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while acked.load(Ordering::Relaxed) < 500 {
-            assert!(Instant::now() < deadline, "the writers made no progress");
+        while acked.load(Ordering::Relaxed) < kill_after {
+            assert!(
+                Instant::now() < deadline,
+                "the writers made no progress (seed {seed}, round {kill_round})"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         os::kill(proxy.child.id(), "KILL");
@@ -277,14 +293,18 @@ fn a_killed_proxy_loses_no_acknowledged_write() {
     let logged: std::collections::HashSet<&str> =
         dump.lines().filter_map(|l| l.split('"').nth(3)).collect();
     let keys = keys.lock().unwrap();
-    assert!(keys.len() >= 2500);
+    assert!(
+        keys.len() >= 120,
+        "{} acknowledged writes in all",
+        keys.len()
+    );
     let missing: Vec<&String> = keys
         .iter()
         .filter(|k| !logged.contains(k.as_str()))
         .collect();
     assert!(
         missing.is_empty(),
-        "{} acknowledged writes not logged, e.g. {:?}",
+        "{} acknowledged writes not logged, e.g. {:?} (seed {seed})",
         missing.len(),
         &missing[..missing.len().min(3)]
     );
