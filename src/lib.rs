@@ -13,6 +13,7 @@
 //! - [`catalog`]: what a store holds (segments, snapshots, windows, gaps), verify, prune.
 //! - [`snapshot`]: base snapshots in a store (data and manifest).
 //! - [`restore`]: restore plans, verified record streams, applying them to Redis, replay.
+//! - [`drill`]: restores into scratch targets, checked against the source, timed, recorded.
 //! - [`fsutil`]: durable directory operations.
 //! - [`cli`]: the `vecwal` command line, one file per subcommand.
 //!
@@ -21,6 +22,7 @@
 pub mod capture;
 pub mod catalog;
 pub mod cli;
+pub mod drill;
 pub mod fsutil;
 pub mod log;
 pub mod protocol;

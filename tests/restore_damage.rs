@@ -8,38 +8,13 @@ mod proxy;
 mod redis;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use proxy::{assert_same, dump, words, Proxied};
 use redis::Redis;
 use vecwal::catalog::Catalog;
-use vecwal_format::Operation;
 
 fn vecwal() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vecwal"))
-}
-
-/// The LSN of the shipped record that sets `key`, once it is in the store.
-fn shipped_lsn(p: &Proxied, key: &str) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let found = p.logged().into_iter().find_map(|(r, op)| match op {
-            Operation::RedisCommand { argv }
-                if argv.get(1).is_some_and(|k| k == key.as_bytes()) =>
-            {
-                Some(r.lsn)
-            }
-            _ => None,
-        });
-        if let Some(lsn) = found {
-            return lsn;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the write of {key} was not shipped within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn restore(store: &std::path::Path, target: &Redis, extra: &[&str]) -> (Option<i32>, String) {
@@ -64,12 +39,12 @@ fn a_damaged_segment_stops_the_restore_or_with_stop_at_last_good_ends_just_befor
     // One write per segment: a segment rolls a second after its first record, and each
     // write waits until it is shipped.
     words(&mut c, &["SET", "first", "1"]);
-    shipped_lsn(&p, "first");
+    p.shipped_lsn("first");
     let before_damage = dump(&mut server.conn(), 1);
     words(&mut c, &["SET", "second", "2"]);
-    let second = shipped_lsn(&p, "second");
+    let second = p.shipped_lsn("second");
     words(&mut c, &["SET", "third", "3"]);
-    shipped_lsn(&p, "third");
+    p.shipped_lsn("third");
     p.stop();
 
     // A byte flipped in the middle of the segment that holds the second write.

@@ -7,6 +7,7 @@
 //! <stream>/snapshots/<tl>/<lsn>.json                      its manifest, written last
 //! <stream>/heartbeat.json                                  shipper's latest status
 //! <stream>/verified.json                                   how far `verify --store` got
+//! <stream>/drills/<started_us>.json                        a drill's report
 //! ```
 //! `<tl>` is 10 digits, LSNs and microsecond times 20, all zero-padded decimal, so keys sort
 //! by timeline, then LSN. A segment's name carries its LSN and time range (taken from its
@@ -15,6 +16,8 @@
 pub const STREAM_FILE: &str = "stream.json";
 pub const HEARTBEAT_FILE: &str = "heartbeat.json";
 pub const VERIFIED_FILE: &str = "verified.json";
+/// Below a stream: drill reports, one per drill (`vecwal drill`).
+pub const DRILLS_DIR: &str = "drills/";
 
 /// What a segment object's name says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]

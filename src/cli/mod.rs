@@ -2,6 +2,8 @@
 //! edge; the library below returns typed errors.
 
 mod capture_args;
+mod drill;
+mod drill_qdrant;
 mod inspect;
 mod ls;
 mod proxy;
@@ -49,6 +51,7 @@ pub enum Command {
     Snapshot(snapshot::Args),
     Restore(restore::Args),
     Replay(replay::Args),
+    Drill(drill::Args),
 }
 
 /// The runtime of the commands that do network or store I/O.
@@ -74,5 +77,6 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Snapshot(a) => rt()?.block_on(snapshot::run(a)),
         Command::Restore(a) => rt()?.block_on(restore::run(a)),
         Command::Replay(a) => rt()?.block_on(replay::run(a)),
+        Command::Drill(a) => rt()?.block_on(drill::run(a)),
     }
 }

@@ -146,7 +146,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         b.finish_and_clear();
     }
     println!(
-        "restored {name:?}: base {}, {} records applied ({} of other collections skipped, {} \
+        "restored {name:?}: base {}, {} records applied ({} of other collections or markers skipped, {} \
          unwaited writes failed as in the original), final LSN {} at {}, in {:.1?}",
         plan.base.as_ref().map_or("empty".to_string(), |b| format!(
             "snapshot at LSN {}",

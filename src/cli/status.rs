@@ -7,23 +7,24 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::store_args::{resolve_stream, StoreArgs, StreamArg};
-use crate::catalog::{keys, Catalog};
+use crate::catalog::Catalog;
 use crate::log::now_us;
 use crate::ship::Heartbeat;
-use crate::store::StoreError;
 use crate::time::{format_us, parse_duration};
 
 /// Show shipping status and the current RPO exposure per destination.
 ///
 /// For each store: the last LSN and time shipped, the lag (how much recent history
 /// would be lost if the capturing machine vanished now), the local spool the shipper
-/// reported, the last snapshot, and any gap. Exits 1 when a lag exceeds --max-lag, a gap
-/// exists, or a store has no heartbeat from a shipper; so cron and monitoring can alert.
+/// reported, the last snapshot, any gap, and the last passing drill. Exits 1 when a lag
+/// exceeds --max-lag, a gap exists, a store has no heartbeat from a shipper, or (with
+/// --max-drill-age) no drill passed recently enough; so cron and monitoring can alert.
 ///
 /// Examples:
 ///   vecwal status --store s3://backups/vecwal
 ///   vecwal status --store s3://a/vecwal --store /mnt/backup --max-lag 5m
 ///   vecwal status --store s3://backups/vecwal --json
+///   vecwal status --store s3://backups/vecwal --max-drill-age 35d
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -34,6 +35,10 @@ pub struct Args {
     /// Lag above which the status is a failure.
     #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_duration)]
     max_lag: Duration,
+    /// Fail when the last passing `vecwal drill` of the stream is older than this (or there
+    /// is none).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    max_drill_age: Option<Duration>,
     #[arg(long)]
     json: bool,
 }
@@ -49,6 +54,8 @@ struct Destination {
     heartbeat_age_seconds: Option<f64>,
     last_snapshot_lsn: Option<u64>,
     gaps: usize,
+    last_drill_pass: Option<String>,
+    last_drill_age_seconds: Option<f64>,
     problems: Vec<String>,
 }
 
@@ -58,14 +65,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     for store in a.store.open_all().await? {
         let stream = resolve_stream(&*store, a.stream.stream.as_deref()).await?;
         let cat = Catalog::load(&*store, &stream).await?;
-        let heartbeat: Option<Heartbeat> = match store
-            .get(&format!("{stream}/{}", keys::HEARTBEAT_FILE))
-            .await
-        {
-            Ok(b) => serde_json::from_slice(&b).ok(),
-            Err(StoreError::NotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let heartbeat = Heartbeat::read(&*store, &stream).await?;
         let last = cat.last_segment();
         let mut problems = Vec::new();
         let lag = heartbeat
@@ -78,6 +78,21 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 a.max_lag.as_secs_f64()
             )),
             _ => {}
+        }
+        let drill = crate::drill::last_pass(&*store, &stream, None).await?;
+        let drill_age = drill
+            .as_ref()
+            .map(|d| (now - d.started_us).max(0) as f64 / 1e6);
+        if let Some(max) = a.max_drill_age {
+            match drill_age {
+                None => problems.push("no drill has passed (vecwal drill)".to_string()),
+                Some(age) if age > max.as_secs_f64() => problems.push(format!(
+                    "the last passing drill is {} old, more than --max-drill-age ({})",
+                    age_text(age),
+                    age_text(max.as_secs_f64())
+                )),
+                _ => {}
+            }
         }
         let gaps = cat.gaps();
         if !gaps.is_empty() {
@@ -95,6 +110,8 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             heartbeat,
             last_snapshot_lsn: cat.snapshots.last().map(|s| s.lsn),
             gaps: gaps.len(),
+            last_drill_pass: drill.map(|d| format_us(d.started_us)),
+            last_drill_age_seconds: drill_age,
             problems,
         });
     }
@@ -131,6 +148,10 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 Some(l) => println!("      last snapshot at LSN {l}"),
                 None => println!("      no snapshot yet"),
             }
+            match &d.last_drill_pass {
+                Some(t) => println!("      last passing drill {t}"),
+                None => println!("      no passing drill"),
+            }
             for p in &d.problems {
                 println!("      problem: {p}");
             }
@@ -141,4 +162,13 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// An age for people: days past a day, else hours, minutes, seconds.
+fn age_text(secs: f64) -> String {
+    if secs >= 86_400.0 {
+        format!("{:.1} days", secs / 86_400.0)
+    } else {
+        humantime::format_duration(Duration::from_secs(secs as u64)).to_string()
+    }
 }

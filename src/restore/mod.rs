@@ -56,6 +56,19 @@ pub enum RestoreError {
     Apply(String),
 }
 
+/// How long each phase of a restore took: the RTO, split. Segments download while the
+/// replay runs, so `replay` includes whatever of their download it waited for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    /// Fetching the base snapshot and checking its SHA-256.
+    pub snapshot_download: std::time::Duration,
+    /// The target loading the base (Redis: until it acknowledged the RDB; Qdrant: the
+    /// snapshot upload and recovery).
+    pub snapshot_load: std::time::Duration,
+    /// Applying the records after the base, until the target confirmed the last one.
+    pub replay: std::time::Duration,
+}
+
 /// What a restore will do, printed before it starts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {

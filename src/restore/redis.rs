@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use vecwal_format::{Kind, Operation, Record};
 
-use super::{records, Plan, RestoreError};
+use super::{records, Phases, Plan, RestoreError};
 use crate::protocol::redis_client::RedisTarget;
 use crate::protocol::resp::{encode_command, parse_command};
 use crate::store::{Keyring, Store};
@@ -38,6 +38,7 @@ pub struct Summary {
     pub final_lsn: u64,
     pub final_time_us: i64,
     pub elapsed: Duration,
+    pub phases: super::Phases,
 }
 
 fn apply_err(msg: impl Into<String>) -> RestoreError {
@@ -73,9 +74,14 @@ pub async fn restore(
         )));
     }
 
+    let fetching = Instant::now();
     let rdb = match &plan.base {
         None => EMPTY_RDB.to_vec(),
         Some(b) => super::fetch_snapshot(store.as_ref(), b, keyring.as_deref()).await?,
+    };
+    let mut phases = Phases {
+        snapshot_download: fetching.elapsed(),
+        ..Default::default()
     };
 
     // Listen where the target can reach us: the address our connection to it comes from.
@@ -99,7 +105,7 @@ pub async fn restore(
             .await
             .map_err(|_| apply_err("the target did not connect for replication within 30 s"))?
             .map_err(|e| apply_err(e.to_string()))?;
-        serve(replica, rdb, store, plan, keyring, progress).await
+        serve(replica, rdb, store, plan, keyring, progress, &mut phases).await
     }
     .await;
     // Detach whatever happened: a target left replicating from a vanished master would
@@ -112,6 +118,7 @@ pub async fn restore(
         final_lsn: last.0,
         final_time_us: last.1,
         elapsed: started.elapsed(),
+        phases,
     })
 }
 
@@ -123,6 +130,7 @@ async fn serve(
     plan: &Plan,
     keyring: Option<Arc<Keyring>>,
     progress: &(dyn Fn(Progress) + Sync),
+    phases: &mut Phases,
 ) -> Result<(u64, (u64, i64)), RestoreError> {
     replica.set_nodelay(true).ok();
     let (mut rd, mut wr) = replica.into_split();
@@ -162,6 +170,12 @@ async fn serve(
         .map_err(io)?;
     wr.write_all(&rdb).await.map_err(io)?;
     drop(rdb);
+    // Asked at once, so the first ACK comes as soon as the target has loaded the RDB: that
+    // moment splits the load from the replay.
+    let getack = encode_command(&[b"REPLCONF".to_vec(), b"GETACK".to_vec(), b"*".to_vec()]);
+    wr.write_all(&getack).await.map_err(io)?;
+    let rdb_sent = Instant::now();
+    let loaded_at: Arc<std::sync::OnceLock<Instant>> = Arc::default();
 
     // The target reports the offset it applied (REPLCONF ACK) once a second and on GETACK,
     // and only once it has loaded the RDB: until the first ACK arrives nothing is applied,
@@ -171,6 +185,7 @@ async fn serve(
     let closed = Arc::new(tokio::sync::Notify::new());
     let reader = {
         let (acked, heard, closed) = (acked.clone(), heard.clone(), closed.clone());
+        let loaded_at = loaded_at.clone();
         tokio::spawn(async move {
             let mut buf = buf;
             loop {
@@ -182,6 +197,7 @@ async fn serve(
                             .and_then(|s| s.parse().ok())
                         {
                             acked.fetch_max(off, Ordering::Relaxed);
+                            loaded_at.get_or_init(Instant::now);
                             heard.store(true, Ordering::Release);
                         }
                     }
@@ -200,6 +216,7 @@ async fn serve(
     let mut rx = records(store, plan, keyring);
     let mut p = Progress {
         records_total: plan.record_count(),
+        bytes_sent: getack.len() as u64,
         ..Default::default()
     };
     let mut db: Option<String> = None;
@@ -237,7 +254,6 @@ async fn serve(
     }
     // Everything sent: wait until the target says it applied all of it.
     let end = p.bytes_sent;
-    let getack = encode_command(&[b"REPLCONF".to_vec(), b"GETACK".to_vec(), b"*".to_vec()]);
     loop {
         p.bytes_applied = acked.load(Ordering::Relaxed);
         progress(p);
@@ -247,11 +263,19 @@ async fn serve(
         wr.write_all(&getack).await.map_err(io)?;
         p.bytes_sent += getack.len() as u64;
         tokio::select! {
-            _ = closed.notified() => return Err(apply_err("the target closed the replication link before applying every record")),
+            _ = closed.notified() => return Err(apply_err(if heard.load(Ordering::Acquire) {
+                "the target closed the replication link before applying every record"
+            } else {
+                "the target could not load the base snapshot: it closed the replication link \
+                 before acknowledging it (its log says why)"
+            })),
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
     reader.abort();
+    let loaded = loaded_at.get().copied().unwrap_or(rdb_sent);
+    phases.snapshot_load = loaded.duration_since(rdb_sent);
+    phases.replay = loaded.elapsed();
     Ok((p.records_sent, last))
 }
 

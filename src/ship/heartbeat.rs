@@ -24,6 +24,21 @@ pub struct Heartbeat {
     pub spool_limit: u64,
 }
 
+impl Heartbeat {
+    /// The heartbeat of `stream` in `store`; `None` when no shipper wrote one (or it is not
+    /// one of ours).
+    pub async fn read(store: &dyn Store, stream: &str) -> Result<Option<Heartbeat>, StoreError> {
+        match store
+            .get(&format!("{stream}/{}", keys::HEARTBEAT_FILE))
+            .await
+        {
+            Ok(b) => Ok(serde_json::from_slice(&b).ok()),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 pub(super) async fn write(inner: &Inner, i: usize, store: &dyn Store) -> Result<(), StoreError> {
     // The clock first: every record appended before it is counted in appended_lsn below,
     // so "caught up" really covers every record stamped before written_us.

@@ -127,6 +127,29 @@ impl Proxied {
         })
     }
 
+    /// The LSN of the shipped record that sets `key`, once it is in the store (at most 30 s).
+    pub fn shipped_lsn(&self, key: &str) -> u64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = self.logged().into_iter().find_map(|(r, op)| match op {
+                Operation::RedisCommand { argv }
+                    if argv.get(1).is_some_and(|k| k == key.as_bytes()) =>
+                {
+                    Some(r.lsn)
+                }
+                _ => None,
+            });
+            if let Some(lsn) = found {
+                return lsn;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write of {key} was not shipped within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Restores the store to `at` into `target` (which must be empty).
     pub fn restore_into(&self, target: &Redis, at: Target) -> restore::redis::Summary {
         let t = RedisTarget {

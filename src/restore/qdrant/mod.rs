@@ -8,7 +8,7 @@
 //! - [`pipeline`]: records in flight together where order allows.
 
 mod pipeline;
-mod target;
+pub mod target;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +45,7 @@ pub struct Progress {
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub records_applied: u64,
-    /// Records of other collections (and alias changes), not applied.
+    /// Records not applied: other collections', alias changes, the log's own markers.
     pub records_skipped: u64,
     /// Writes that did not wait (no `wait=true`) whose apply failed, in the replay as
     /// (necessarily) in the original: Qdrant had acknowledged them before applying them.
@@ -53,6 +53,7 @@ pub struct Summary {
     pub final_lsn: u64,
     pub final_time_us: i64,
     pub elapsed: Duration,
+    pub phases: super::Phases,
 }
 
 /// Restores `collection` of `plan` into `target` as `name`. Refuses when `name` exists
@@ -96,9 +97,13 @@ pub async fn restore(
             )))
         }
     }
+    let mut phases = super::Phases::default();
     // An empty base (the collection was created after it): nothing to load.
     if let Some(b) = plan.base.as_ref().filter(|b| b.format != QDRANT_EMPTY) {
+        let fetching = Instant::now();
         let data = fetch_snapshot(store.as_ref(), b, keyring.as_deref()).await?;
+        phases.snapshot_download = fetching.elapsed();
+        let loading = Instant::now();
         let boundary = format!("vecwal-{}", &b.sha256[..16]);
         let mut form = Vec::with_capacity(data.len() + 256);
         form.extend_from_slice(
@@ -125,7 +130,9 @@ pub async fn restore(
                 String::from_utf8_lossy(&b)
             )));
         }
+        phases.snapshot_load = loading.elapsed();
     }
+    let replaying = Instant::now();
     let mut rx = records(store, plan, keyring);
     let mut p = Progress {
         records_total: plan.record_count(),
@@ -148,10 +155,7 @@ pub async fn restore(
     while let Some(batch) = rx.recv().await {
         for r in batch? {
             last = (r.lsn, r.timestamp_us);
-            if r.kind.is_marker() {
-                continue;
-            }
-            if r.namespace != collection {
+            if r.kind.is_marker() || r.namespace != collection {
                 skipped += 1;
                 continue;
             }
@@ -179,6 +183,10 @@ pub async fn restore(
         final_lsn: last.0,
         final_time_us: last.1,
         elapsed: started.elapsed(),
+        phases: super::Phases {
+            replay: replaying.elapsed(),
+            ..phases
+        },
     })
 }
 

@@ -20,14 +20,14 @@ pub(super) fn apply_err(msg: impl Into<String>) -> RestoreError {
 }
 
 /// A target Qdrant with its clients.
-pub(super) struct Target {
+pub struct Target {
     t: QdrantTarget,
     h1: Client<HttpConnector, Body>,
     h2: Client<HttpConnector, Body>,
 }
 
 impl Target {
-    pub(super) fn new(t: &QdrantTarget) -> Target {
+    pub fn new(t: &QdrantTarget) -> Target {
         Target {
             t: t.clone(),
             h1: proxy::client_builder().build(proxy::connector()),
@@ -41,7 +41,7 @@ impl Target {
     }
 
     /// A REST call; the status and body.
-    pub(super) async fn rest(
+    pub async fn rest(
         &self,
         method: &str,
         pq: &str,
