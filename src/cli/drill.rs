@@ -27,7 +27,8 @@ use crate::time::{format_us, parse_duration, parse_time};
 /// JSON (--json, --report FILE). The report is also kept in the store, where
 /// `vecwal status --max-drill-age 35d` looks for the last passing drill.
 ///
-/// Exit codes: 0 PASS, 1 FAIL (the first failure is named), 2 the drill could not run.
+/// Exit code 0 on PASS, 1 on FAIL: a failed check, or a restore that stopped (a damaged
+/// or missing object, a snapshot the target could not load), named in the report.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]

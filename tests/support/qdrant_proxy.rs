@@ -34,7 +34,10 @@ impl Proxied {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(FsStore::new(dir.path().join("store")).unwrap());
-        let (log, _) = Log::open(&dir.path().join("data"), LogConfig::new("qdrant")).unwrap();
+        // Segments roll at the ship interval, as `--ship-interval 1s` sets both.
+        let mut cfg = LogConfig::new("qdrant");
+        cfg.segment_max_age = Duration::from_secs(1);
+        let (log, _) = Log::open(&dir.path().join("data"), cfg).unwrap();
         let opts = QdrantProxyOptions {
             listen_http: "127.0.0.1:0".into(),
             upstream_http: format!("http://{}", q.http_addr()).parse().unwrap(),
