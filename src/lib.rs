@@ -14,6 +14,7 @@
 //! - [`snapshot`]: base snapshots in a store (data and manifest).
 //! - [`restore`]: restore plans, verified record streams, applying them to Redis, replay.
 //! - [`drill`]: restores into scratch targets, checked against the source, timed, recorded.
+//! - [`metrics`]: Prometheus metrics of a running capture.
 //! - [`fsutil`]: durable directory operations.
 //! - [`cli`]: the `vecwal` command line, one file per subcommand.
 //!
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod drill;
 pub mod fsutil;
 pub mod log;
+pub mod metrics;
 pub mod protocol;
 pub mod restore;
 pub mod ship;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use super::store_args::{CryptArgs, StoreArgs};
 use crate::log::{FsyncPolicy, Log, LogConfig, RecoveryMode, SpoolFullPolicy};
 use crate::ship::ShipConfig;
@@ -12,6 +14,17 @@ use crate::store::{Keyring, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct CaptureArgs {
+    /// Read settings from this TOML file: each is a flag without its dashes
+    /// (`data-dir = "/var/lib/vecwal"`, `store = ["s3://b/p"]`, `fsync = "everysec"`). An
+    /// environment variable VECWAL_<FLAG> (VECWAL_DATA_DIR, VECWAL_STORE=a,b) overrides
+    /// the file; a flag on the command line overrides both.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics: records and bytes logged, fsync
+    /// latency, spool bytes, per destination the ship lag (RPO exposure), shipped LSN and
+    /// upload errors, proxy request latency.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// The local data directory for the log (created if missing; one capture per directory).
     #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
@@ -73,13 +86,21 @@ impl CaptureArgs {
         let (log, report) = Log::open(&self.data_dir, cfg)?;
         tracing::info!(?report, "log opened");
         warn_dropped(&report);
+        let log = Arc::new(log);
+        crate::metrics::global().set_log(&log);
+        if let Some(addr) = &self.metrics {
+            let bound = crate::metrics::serve(addr)
+                .await
+                .with_context(|| format!("--metrics: cannot listen on {addr}"))?;
+            eprintln!("metrics at http://{bound}/metrics");
+        }
         let ship = ShipConfig {
             interval: self.ship_interval,
             keyring: keyring.clone(),
             ..ShipConfig::default()
         };
         Ok(Opened {
-            log: Arc::new(log),
+            log,
             stores,
             keyring,
             ship,

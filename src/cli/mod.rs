@@ -2,6 +2,7 @@
 //! edge; the library below returns typed errors.
 
 mod capture_args;
+pub mod config;
 mod drill;
 mod drill_qdrant;
 mod inspect;

@@ -196,6 +196,9 @@ impl Writer {
         self.shared
             .local_bytes
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        crate::metrics::global()
+            .log_bytes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.seg.last_lsn = last_lsn;
         self.seg.first_record_at.get_or_insert_with(Instant::now);
         self.unsynced = Some(last_lsn);
@@ -209,10 +212,12 @@ impl Writer {
             return Ok(());
         };
         // fdatasync also persists the file size, which appends change.
+        let started = Instant::now();
         self.seg
             .file
             .sync_data()
             .map_err(|e| LogError::io("fsync", &self.seg.path, e))?;
+        crate::metrics::global().fsync.observe(started.elapsed());
         self.shared.progress.send_modify(|p| p.synced = lsn);
         Ok(())
     }

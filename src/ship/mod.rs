@@ -56,6 +56,8 @@ pub struct DestinationStatus {
     pub bytes_shipped: u64,
     /// The error of the last failed attempt, cleared by the next success.
     pub last_error: Option<String>,
+    /// Failed rounds since start (each retried).
+    pub upload_errors: u64,
     /// A destination stopped for good (another stream's objects at our names).
     pub stopped: bool,
 }
@@ -98,6 +100,13 @@ impl Shipper {
             stop,
             confirmed: tokio::sync::Mutex::new(Default::default()),
             destinations: stores.len(),
+        });
+        // Weak: the metrics must not keep a stopped shipper (and its log) alive.
+        let view = Arc::downgrade(&inner);
+        crate::metrics::global().set_ship(move || {
+            view.upgrade().map_or_else(Vec::new, |i| {
+                i.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            })
         });
         let tasks = stores
             .into_iter()
@@ -178,6 +187,7 @@ async fn run_destination(inner: Arc<Inner>, i: usize, store: Arc<dyn Store>) {
                 tracing::error!(store = store.url(), error = %e, "shipping failed");
                 update(&inner, i, |d| {
                     d.last_error = Some(e.to_string());
+                    d.upload_errors += 1;
                     d.stopped = fatal;
                 });
                 if fatal {
@@ -188,7 +198,10 @@ async fn run_destination(inner: Arc<Inner>, i: usize, store: Arc<dyn Store>) {
             }
             Err(e) => {
                 tracing::warn!(store = store.url(), error = %e, retry_in = ?backoff, "shipping will retry");
-                update(&inner, i, |d| d.last_error = Some(e.to_string()));
+                update(&inner, i, |d| {
+                    d.last_error = Some(e.to_string());
+                    d.upload_errors += 1;
+                });
                 let w = backoff;
                 backoff = (backoff * 2).min(inner.cfg.max_backoff);
                 w

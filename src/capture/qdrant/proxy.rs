@@ -120,7 +120,12 @@ impl Proxy {
             connections.spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let me = me.clone();
-                    async move { Ok::<_, Infallible>(me.handle(req).await) }
+                    async move {
+                        let started = std::time::Instant::now();
+                        let answer = me.handle(req).await;
+                        crate::metrics::global().requests.observe(started.elapsed());
+                        Ok::<_, Infallible>(answer)
+                    }
                 });
                 let mut builder =
                     hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

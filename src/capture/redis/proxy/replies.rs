@@ -86,7 +86,11 @@ pub(super) async fn run(
         }
         buf.drain(..used);
         if hold {
+            let started = std::time::Instant::now();
             core.hold().await?;
+            crate::metrics::global()
+                .write_waits
+                .observe(started.elapsed());
         }
         if !out.is_empty() {
             client.write_all(&out).await?;
