@@ -125,6 +125,12 @@ impl Registry {
                 &one(self.log_bytes.load(Ordering::Relaxed) as f64),
             );
             gauge(
+                "vecwal_refusing_writes",
+                "1 while new writes are refused (spool full, log failed, capture unable to log).",
+                "gauge",
+                &one(f64::from(u8::from(log.check_admission().is_err()))),
+            );
+            gauge(
                 "vecwal_spool_bytes",
                 "Bytes of log kept locally until every destination has them.",
                 "gauge",

@@ -65,6 +65,11 @@ pub enum LogError {
     #[error("local spool is full ({used} of {limit} bytes of segments not yet shipped): new writes are refused until the object store takes segments again (see `vecwal status`)")]
     SpoolFull { used: u64, limit: u64 },
 
+    /// The capture in front of the log cannot log for now (its data directory is full,
+    /// say); new writes are refused until it can. Recoverable.
+    #[error("cannot log writes for now ({0}); writes are refused until it can")]
+    CaptureDown(String),
+
     /// The log was closed.
     #[error("the log is closed")]
     Closed,
@@ -74,7 +79,7 @@ impl LogError {
     /// Whether the same operation may succeed later without anyone repairing files.
     pub fn is_recoverable(&self) -> bool {
         match self {
-            LogError::Locked { .. } | LogError::SpoolFull { .. } => true,
+            LogError::Locked { .. } | LogError::SpoolFull { .. } | LogError::CaptureDown(_) => true,
             LogError::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted

@@ -151,6 +151,9 @@ struct State {
     roll_requested: bool,
     sync_requested: bool,
     failed: Option<Arc<LogError>>,
+    /// Why the log, or the capture in front of it, cannot log for now, by who says so
+    /// (see [`Log::set_blocked`]); while any is set, new writes are refused.
+    blocked: std::collections::BTreeMap<&'static str, String>,
 }
 
 struct Shared {
@@ -173,6 +176,60 @@ impl Shared {
         // A panic while holding the lock cannot leave State half-updated in a way that
         // matters more than the panic itself; keep serving the error paths.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that `who` cannot log for now (`Some(why)`) or can again (`None`).
+    fn set_blocked(&self, who: &'static str, why: Option<String>) {
+        let mut st = self.lock();
+        if st.blocked.get(who) == why.as_ref() {
+            return;
+        }
+        match why {
+            Some(w) => {
+                tracing::error!(reason = %w, "cannot log; refusing new writes");
+                st.blocked.insert(who, w);
+            }
+            None => {
+                tracing::info!(who, "can log again; accepting new writes");
+                st.blocked.remove(who);
+            }
+        }
+    }
+
+    /// Runs `attempt` until it succeeds or fails otherwise than for a full disk; while the
+    /// disk is full, new writes are refused (as `who`) and it tries again each second.
+    /// `attempt` must be safe to repeat after a failure.
+    fn until_room<T>(
+        &self,
+        who: &'static str,
+        mut attempt: impl FnMut() -> Result<T>,
+    ) -> Result<T> {
+        let mut full = false;
+        loop {
+            match attempt() {
+                Err(LogError::Io { op, path, source })
+                    if source.kind() == std::io::ErrorKind::StorageFull =>
+                {
+                    if !full {
+                        full = true;
+                        self.set_blocked(
+                            who,
+                            Some(format!(
+                                "{op} {}: no space left on the device",
+                                path.display()
+                            )),
+                        );
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+                other => {
+                    if full {
+                        self.set_blocked(who, None);
+                    }
+                    return other;
+                }
+            }
+        }
     }
 
     /// Marks the log failed: pending and future appends get the error.
@@ -226,6 +283,7 @@ impl Log {
                 roll_requested: !r.open_segment.is_empty(),
                 sync_requested: false,
                 failed: None,
+                blocked: Default::default(),
             }),
             work: Condvar::new(),
             progress,
@@ -404,10 +462,21 @@ impl Log {
         if used >= limit {
             return Err(LogError::SpoolFull { used, limit });
         }
-        if let Some(f) = &self.shared.lock().failed {
+        let st = self.shared.lock();
+        if let Some(f) = &st.failed {
             return Err(LogError::Failed(f.clone()));
         }
+        if let Some(why) = st.blocked.values().next() {
+            return Err(LogError::CaptureDown(why.clone()));
+        }
         Ok(())
+    }
+
+    /// Says the capture feeding this log cannot log for now (`Some(why)`: say, its data
+    /// directory is full) or can again (`None`). Meanwhile [`Log::check_admission`] refuses
+    /// new writes, so none reaches the database unlogged.
+    pub fn set_blocked(&self, why: Option<String>) {
+        self.shared.set_blocked("capture", why);
     }
 
     /// Bytes of segment files kept locally (the spool).

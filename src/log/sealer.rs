@@ -26,13 +26,18 @@ pub(crate) struct SealJob {
 
 pub(crate) fn run(shared: Arc<Shared>, jobs: Receiver<SealJob>) {
     for job in jobs {
-        match seal(
-            &job.path,
-            &shared.sealed_dir,
-            shared.cfg.seal,
-            &shared.local_bytes,
-            job.len,
-        ) {
+        // A full disk holds sealing (and new writes) until there is room; sealing again
+        // starts over from the open segment, which stays until sealing succeeds.
+        let sealed = shared.until_room("sealer", || {
+            seal(
+                &job.path,
+                &shared.sealed_dir,
+                shared.cfg.seal,
+                &shared.local_bytes,
+                job.len,
+            )
+        });
+        match sealed {
             Ok((path, s)) if (s.first_lsn, s.last_lsn) != (job.first_lsn, job.last_lsn) => {
                 shared.fail(LogError::Layout {
                     path,

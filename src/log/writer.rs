@@ -140,7 +140,7 @@ impl Writer {
             };
 
             if !batch.is_empty() {
-                self.write(&batch, last_lsn)?;
+                self.write_until_room(&batch, last_lsn)?;
                 batch.clear();
             }
             let policy = self.shared.cfg.fsync;
@@ -153,7 +153,8 @@ impl Writer {
                 self.sync()?;
             }
             if roll || self.roll_due() {
-                self.roll()?;
+                let shared = self.shared.clone();
+                shared.until_room("log writer", || self.roll())?;
             }
             if closing && self.shared.lock().pending.is_empty() {
                 return Ok(());
@@ -185,6 +186,24 @@ impl Writer {
                     .seg
                     .first_record_at
                     .is_some_and(|t| t.elapsed() >= self.shared.cfg.segment_max_age))
+    }
+
+    /// Writes `batch`; while the disk is full, cuts each partial write off and tries again
+    /// (see [`Shared::until_room`]).
+    fn write_until_room(&mut self, batch: &[u8], last_lsn: u64) -> Result<()> {
+        let shared = self.shared.clone();
+        shared.until_room("log writer", || {
+            let r = self.write(batch, last_lsn);
+            if r.is_err() {
+                // The records after `seg.len` are not whole: gone, as if never written,
+                // and the next write goes where they began.
+                let len = self.seg.len;
+                std::io::Seek::seek(&mut self.seg.file, std::io::SeekFrom::Start(len))
+                    .and_then(|_| self.seg.file.set_len(len))
+                    .map_err(|e| LogError::io("truncate", &self.seg.path, e))?;
+            }
+            r
+        })
     }
 
     fn write(&mut self, batch: &[u8], last_lsn: u64) -> Result<()> {

@@ -598,7 +598,10 @@ async fn run(shared: Arc<Shared>, mut client: ReplClient, stop: Arc<Notify>) {
     loop {
         match follow(&shared, &mut client, &stop).await {
             Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, "replication link lost; reconnecting"),
+            Err(e) => {
+                tracing::warn!(error = %e, "replication link lost; reconnecting");
+                block_if_local(&shared.log, &e);
+            }
         }
         loop {
             tokio::select! {
@@ -618,10 +621,23 @@ async fn run(shared: Arc<Shared>, mut client: ReplClient, stop: Arc<Notify>) {
                     }
                     client = c;
                     delay = Duration::from_millis(100);
+                    shared.log.set_blocked(None);
                     break;
                 }
-                Err(e) => tracing::warn!(error = %e, "reconnecting to the master failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconnecting to the master failed");
+                    block_if_local(&shared.log, &e);
+                }
             }
         }
+    }
+}
+
+/// A link lost to a failure here (the data directory full or failing), not the master's:
+/// writes are refused until the link is back, rather than applied by Redis and held
+/// unanswered. Cleared when a reconnection succeeds.
+fn block_if_local(log: &Log, e: &TapError) {
+    if matches!(e, TapError::Position { .. } | TapError::Log(_)) {
+        log.set_blocked(Some(e.to_string()));
     }
 }
