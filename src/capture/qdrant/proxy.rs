@@ -227,6 +227,16 @@ impl Proxy {
         if let Err(e) = self.log.admit().await {
             return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
         }
+        // Said too large before a byte of it is read: no client waits to send it all.
+        if http_body::Body::size_hint(&body).lower() > MAX_BODY as u64 {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "request body of {} bytes is over the {MAX_BODY} a write may have",
+                    http_body::Body::size_hint(&body).lower()
+                ),
+            );
+        }
         let bytes = match Limited::new(body, MAX_BODY).collect().await {
             Ok(c) => c.to_bytes(),
             Err(e) => {
