@@ -11,13 +11,15 @@ fn main() -> ExitCode {
         }
     };
     let cli = vecwal::cli::Cli::parse_from(args);
-    tracing_subscriber::fmt()
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("VECWAL_LOG").unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VECWAL_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+        .with_env_filter(filter);
+    match cli.log_format {
+        vecwal::cli::LogFormat::Json => logs.json().init(),
+        vecwal::cli::LogFormat::Text => logs.init(),
+    }
     match vecwal::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -153,3 +153,30 @@ fn a_config_file_with_a_mistake_is_refused_with_the_settings_it_could_have_used(
     assert!(err.contains("unknown setting \"datadir\""), "{err}");
     assert!(err.contains("data-dir"), "{err}");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vecwal"))
+        .args(["--log-format", "json", "proxy", "redis", "--upstream"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let logged: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(!logged.is_empty(), "{err}");
+    assert_eq!(logged[0]["level"], "INFO", "{err}");
+    assert_eq!(logged[0]["fields"]["message"], "log opened", "{err}");
+    assert!(
+        err.contains("cannot connect to Redis"),
+        "the failure itself: {err}"
+    );
+}

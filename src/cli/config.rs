@@ -33,6 +33,7 @@ struct Flag {
 /// The flags of the subcommand `args` runs, if it takes `--config`.
 fn flags_of(args: &[OsString]) -> Option<Vec<Flag>> {
     let mut cmd = super::Cli::command();
+    cmd.build(); // global flags (--log-format) reach every subcommand
     for a in args.iter().skip(1) {
         let Some(a) = a.to_str() else { break };
         if a.starts_with('-') {
