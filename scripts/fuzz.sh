@@ -54,7 +54,7 @@ for t in "${targets[@]}"; do
         exit 1
     }
     runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo '?')
-    last=$(grep -E '#[0-9]+ *(DONE|pulse|NEW|REDUCE)' "$log" | tail -1)
+    last=$(grep -E '#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE)' "$log" | tail -1 || true)
     cov=$(grep -oE 'cov: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || echo '?')
     ft=$(grep -oE 'ft: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || echo '?')
     printf '%-16s %12s %8s %8s\n' "$t" "$runs" "$cov" "$ft"
