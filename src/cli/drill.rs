@@ -237,7 +237,6 @@ async fn drill_redis(
     r: &mut Report,
 ) -> anyhow::Result<()> {
     let c = &a.common;
-    let started = Instant::now();
     let source = match &a.source {
         Some(s) => Some(RedisTarget::parse(s).map_err(|e| anyhow::anyhow!("--source: {e}"))?),
         None => None,
@@ -246,6 +245,8 @@ async fn drill_redis(
         eprintln!("waiting for the store to hold what the capture has logged (--catch-up)…");
         drill::caught_up(store.as_ref(), stream, r.started_us, c.catch_up).await?;
     }
+    // The recovery time counts from here: waiting for the store is not part of it.
+    let started = Instant::now();
     let plan = restore::plan(store.as_ref(), stream, c.goal()?, keyring.as_deref(), false).await?;
     r.window = Window::of(&Catalog::load(store.as_ref(), stream).await?, None);
     r.base_lsn = plan.base.as_ref().map(|b| b.lsn);

@@ -81,7 +81,6 @@ async fn drill(
     r: &mut Report,
 ) -> anyhow::Result<()> {
     let c = &a.common;
-    let started = Instant::now();
     let api_key = match &a.api_key_env {
         Some(v) => {
             Some(std::env::var(v).with_context(|| format!("environment variable {v} is not set"))?)
@@ -92,6 +91,8 @@ async fn drill(
         eprintln!("waiting for the store to hold what the capture has logged (--catch-up)…");
         drill::caught_up(store.as_ref(), stream, r.started_us, c.catch_up).await?;
     }
+    // The recovery time counts from here: waiting for the store is not part of it.
+    let started = Instant::now();
     let plan = restore::plan_for(
         store.as_ref(),
         stream,
