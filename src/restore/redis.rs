@@ -134,12 +134,25 @@ async fn serve(
 ) -> Result<(u64, (u64, i64)), RestoreError> {
     replica.set_nodelay(true).ok();
     let (mut rd, mut wr) = replica.into_split();
-    let io = |e: std::io::Error| apply_err(format!("replication link to the target: {e}"));
+    let hs = |e: std::io::Error| apply_err(format!("replication link to the target: {e}"));
+    // Set at the target's first acknowledgement, which it sends once the RDB is loaded:
+    // before it, a broken link means the target could not load the base.
+    let heard = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let io = |e: std::io::Error| {
+        if heard.load(Ordering::Acquire) {
+            apply_err(format!("replication link to the target: {e}"))
+        } else {
+            apply_err(format!(
+                "the target could not load the base snapshot: the replication link broke \
+                 before it acknowledged it ({e}; its log says why)"
+            ))
+        }
+    };
     // Handshake: answer until PSYNC/SYNC.
     let mut buf = Vec::new();
     loop {
         let Some((argv, n)) = parse_command(&buf).map_err(|e| apply_err(e.to_string()))? else {
-            if rd.read_buf(&mut buf).await.map_err(io)? == 0 {
+            if rd.read_buf(&mut buf).await.map_err(hs)? == 0 {
                 return Err(apply_err(
                     "the target closed the replication link during the handshake",
                 ));
@@ -152,9 +165,9 @@ async fn serve(
             .map(|a| a.to_ascii_uppercase())
             .unwrap_or_default();
         match name.as_slice() {
-            b"PING" => wr.write_all(b"+PONG\r\n").await.map_err(io)?,
+            b"PING" => wr.write_all(b"+PONG\r\n").await.map_err(hs)?,
             b"PSYNC" | b"SYNC" => break,
-            _ => wr.write_all(b"+OK\r\n").await.map_err(io)?,
+            _ => wr.write_all(b"+OK\r\n").await.map_err(hs)?,
         }
     }
     // A replication id of our own, so the target never takes this link for its old master's.
@@ -181,7 +194,6 @@ async fn serve(
     // and only once it has loaded the RDB: until the first ACK arrives nothing is applied,
     // whatever offset is wanted (with no records after the base, that offset is 0).
     let acked = Arc::new(AtomicU64::new(0));
-    let heard = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let closed = Arc::new(tokio::sync::Notify::new());
     let reader = {
         let (acked, heard, closed) = (acked.clone(), heard.clone(), closed.clone());
