@@ -2,15 +2,18 @@
 //! point, exact searches), a drill promotes its restore to a base that then restores
 //! exactly, and a flipped byte or a base snapshot Qdrant refuses fails the drill by name.
 
+#[path = "support/files.rs"]
+mod files;
 #[path = "support/qdrant.rs"]
 mod qdrant;
 #[path = "support/qdrant_proxy.rs"]
 mod qdrant_proxy;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use files::{copy_dir, files_under};
 use qdrant::{http, Qdrant};
 use qdrant_proxy::Proxied;
 use serde_json::{json, Value};
@@ -77,32 +80,6 @@ fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no {name} check in {report:#}"))
-}
-
-fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p, suffix));
-        } else if p.to_string_lossy().ends_with(suffix) {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 #[test]

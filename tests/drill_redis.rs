@@ -4,14 +4,17 @@
 //! or missing drill, and each fault a store can carry fails the drill by name: a flipped
 //! byte, a missing segment, a base snapshot that does not load.
 
+#[path = "support/files.rs"]
+mod files;
 #[path = "support/proxy.rs"]
 mod proxy;
 #[path = "support/redis.rs"]
 mod redis;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use files::{copy_dir, files_under};
 use proxy::{words, Proxied};
 use redis::Redis;
 use serde_json::Value;
@@ -59,33 +62,6 @@ fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no {name} check in {report:#}"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p, suffix));
-        } else if p.to_string_lossy().ends_with(suffix) {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

@@ -15,7 +15,7 @@ use crate::restore::to_dir::{Scratch, ScratchServer};
 use crate::restore::{self, Target};
 use crate::snapshot::{put_snapshot, SnapshotPoint};
 use crate::store::{Keyring, Store};
-use crate::time::{format_us, parse_duration, parse_time};
+use crate::time::{parse_duration, parse_time};
 
 /// Prove that the store restores: restore into a scratch target, check it, time it.
 ///
@@ -163,20 +163,6 @@ impl Common {
     }
 }
 
-/// The restore's own checks: every planned record applied, up to the planned one.
-pub fn check_applied(r: &mut Report, plan: &restore::Plan, applied: u64, final_lsn: u64) {
-    let ok = applied == plan.record_count() && final_lsn == plan.target_lsn;
-    r.check(
-        "records",
-        if ok { Status::Pass } else { Status::Fail },
-        format!(
-            "{applied} of {} planned records applied, through LSN {final_lsn} of {}",
-            plan.record_count(),
-            plan.target_lsn
-        ),
-    );
-}
-
 /// Whether the source took writes after `restored` (the record the drill restored to),
 /// by a heartbeat written after now; `None` when none came within `wait`.
 pub async fn source_moved(
@@ -283,11 +269,9 @@ async fn drill_redis(
             &|_| {},
         )
         .await?;
-        r.rto = drill::Rto::new(planned, s.phases, started.elapsed());
-        r.restored_lsn = Some(s.final_lsn);
-        r.restored_time = Some(format_us(s.final_time_us));
-        r.records_applied = s.records_applied;
-        check_applied(r, &plan, s.records_applied, s.final_lsn);
+        let rto = drill::Rto::new(planned, s.phases, started.elapsed());
+        let n = s.records_applied;
+        r.restored(&plan, rto, (n, n), (s.final_lsn, s.final_time_us));
         let mut restored = target.connect().await?;
         restored.set_timeout(Duration::from_secs(600));
         match &source {
@@ -313,18 +297,12 @@ async fn drill_redis(
         if promote {
             let file = s.save().await?;
             let data = std::fs::read(&file)?;
-            let point = SnapshotPoint {
-                timeline: plan.timeline,
-                lsn: plan.target_lsn,
-                time_us: plan.target_time_us,
-                format: "rdb",
-                namespace: "",
-            };
+            let what = ("rdb", "");
             promote_base(
                 store.as_ref(),
                 stream,
-                point,
-                plan.base_lsn(),
+                &plan,
+                what,
                 data,
                 keyring.as_deref(),
                 r,
@@ -336,20 +314,32 @@ async fn drill_redis(
     result
 }
 
-/// Stores `data` as a base at `point`, unless the plan's base is already there.
+/// Stores `data`, the restored state, as a base snapshot at the plan's target (of
+/// `namespace`, in `format`), unless the plan's base is that already.
+#[allow(clippy::too_many_arguments)]
 pub async fn promote_base(
     store: &dyn Store,
     stream: &str,
-    point: SnapshotPoint<'_>,
-    base_lsn: u64,
+    plan: &restore::Plan,
+    (format, namespace): (&str, &str),
     data: Vec<u8>,
     keyring: Option<&Keyring>,
     r: &mut Report,
 ) -> anyhow::Result<()> {
-    if point.lsn == base_lsn {
-        eprintln!("--promote: the base at LSN {base_lsn} is already the restored state");
+    if plan.target_lsn == plan.base_lsn() {
+        eprintln!(
+            "--promote: the base at LSN {} is already the restored state",
+            plan.base_lsn()
+        );
         return Ok(());
     }
+    let point = SnapshotPoint {
+        timeline: plan.timeline,
+        lsn: plan.target_lsn,
+        time_us: plan.target_time_us,
+        format,
+        namespace,
+    };
     put_snapshot(store, stream, point, data, keyring)
         .await
         .context("--promote: storing the new base")?;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::drill::{check_applied, compare_detail, promote_base, source_moved, Common};
+use super::drill::{compare_detail, promote_base, source_moved, Common};
 use super::proxy::http_uri as uri;
 use super::restore_qdrant::grpc_target;
 use crate::catalog::Catalog;
@@ -15,9 +15,7 @@ use crate::drill::{self, qdrant as qd, Report, Status, Window};
 use crate::restore::qdrant::target::Target;
 use crate::restore::qdrant::QdrantTarget;
 use crate::restore::{self};
-use crate::snapshot::SnapshotPoint;
 use crate::store::{Keyring, Store};
-use crate::time::format_us;
 
 /// Drill a Qdrant collection's restore.
 ///
@@ -143,17 +141,11 @@ async fn drill(
         &|_| {},
     )
     .await?;
-    r.rto = drill::Rto::new(planned, s.phases, started.elapsed());
-    r.restored_lsn = Some(s.final_lsn);
-    r.restored_time = Some(format_us(s.final_time_us));
-    r.records_applied = s.records_applied;
+    let rto = drill::Rto::new(planned, s.phases, started.elapsed());
     // Records of other collections are skipped, not applied: they count as done here.
-    check_applied(
-        r,
-        &plan,
-        s.records_applied + s.records_skipped + s.failed_unwaited,
-        s.final_lsn,
-    );
+    let accounted = s.records_applied + s.records_skipped + s.failed_unwaited;
+    let counts = (s.records_applied, accounted);
+    r.restored(&plan, rto, counts, (s.final_lsn, s.final_time_us));
     let restored = Target::new(&target);
     match &a.source {
         Some(src) => {
@@ -178,18 +170,12 @@ async fn drill(
     }
     if c.promote && r.checks.iter().all(|x| x.status != Status::Fail) {
         let data = qd::snapshot(&restored, &name).await?;
-        let point = SnapshotPoint {
-            timeline: plan.timeline,
-            lsn: plan.target_lsn,
-            time_us: plan.target_time_us,
-            format: "qdrant-snapshot",
-            namespace: &a.collection,
-        };
+        let what = ("qdrant-snapshot", a.collection.as_str());
         promote_base(
             store.as_ref(),
             stream,
-            point,
-            plan.base_lsn(),
+            &plan,
+            what,
             data,
             keyring.as_deref(),
             r,

@@ -158,6 +158,32 @@ impl Report {
         }
     }
 
+    /// What the restore did: where it got, how long each phase took, and the check that
+    /// every planned record was accounted for (`accounted`: applied, or, for a collection,
+    /// skipped as another collection's or a marker).
+    pub fn restored(
+        &mut self,
+        plan: &crate::restore::Plan,
+        rto: Rto,
+        (applied, accounted): (u64, u64),
+        (final_lsn, final_time_us): (u64, i64),
+    ) {
+        self.rto = rto;
+        self.restored_lsn = Some(final_lsn);
+        self.restored_time = Some(format_us(final_time_us));
+        self.records_applied = applied;
+        let ok = accounted == plan.record_count() && final_lsn == plan.target_lsn;
+        self.check(
+            "records",
+            if ok { Status::Pass } else { Status::Fail },
+            format!(
+                "{accounted} of {} planned records applied, through LSN {final_lsn} of {}",
+                plan.record_count(),
+                plan.target_lsn
+            ),
+        );
+    }
+
     pub fn passed(&self) -> bool {
         self.verdict == "PASS"
     }
