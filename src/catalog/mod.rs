@@ -5,6 +5,7 @@
 
 pub mod keys;
 pub mod prune;
+pub mod timeline;
 pub mod verify;
 
 use serde::{Deserialize, Serialize};
@@ -44,8 +45,13 @@ pub struct SnapshotManifest {
 pub struct SegmentEntry {
     pub key: String,
     pub size: u64,
+    /// What the object's name says; on a path ([`Catalog::on_path`]) a parent's segment
+    /// that runs past the branch point ends at the branch record here.
     #[serde(flatten)]
     pub range: SegmentKey,
+    /// The last LSN the object holds (its name's, even where `range` is cut).
+    #[serde(skip)]
+    pub object_last_lsn: u64,
 }
 
 /// A span of LSNs no segment in the store covers.
@@ -75,6 +81,8 @@ pub struct Catalog {
     pub identity: Option<StreamIdentity>,
     pub segments: Vec<SegmentEntry>,
     pub snapshots: Vec<SnapshotManifest>,
+    /// Where each timeline after the first branched off.
+    pub timelines: Vec<timeline::TimelineHistory>,
     /// Keys under the stream that vecwal did not write, or snapshot data without its
     /// manifest (an upload cut short).
     pub unrecognized: Vec<String>,
@@ -101,6 +109,7 @@ impl Catalog {
                     key: o.key,
                     size: o.size,
                     range,
+                    object_last_lsn: range.last_lsn,
                 }),
                 None => cat.unrecognized.push(o.key),
             }
@@ -134,6 +143,18 @@ impl Catalog {
             }
         }
         cat.snapshots.sort_by_key(|m| (m.timeline, m.lsn));
+        for o in store.list(&timeline::timelines_prefix(stream)).await? {
+            let h = match store.get(&o.key).await {
+                Ok(b) => serde_json::from_slice::<timeline::TimelineHistory>(&b).ok(),
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            match h.filter(|h| o.key == timeline::history_key(stream, h.timeline)) {
+                Some(h) => cat.timelines.push(h),
+                None => cat.unrecognized.push(o.key),
+            }
+        }
+        cat.timelines.sort_by_key(|h| h.timeline);
         Ok(cat)
     }
 
@@ -153,29 +174,54 @@ impl Catalog {
             .collect()
     }
 
-    /// Every recoverable window, oldest first.
+    /// Every recoverable window, by timeline, oldest first.
     ///
     /// A window starts at a base: the stream's start (segments from LSN 1, restored onto an
     /// empty database) or a snapshot. It runs as far as segments continue without a gap.
+    /// A timeline's windows follow its path, so one that began at a branch may start on its
+    /// parent; windows that end before the branch point are the parent's and are listed
+    /// there only.
     pub fn windows(&self) -> Vec<Window> {
-        let mut out: Vec<Window> = Vec::new();
-        let mut bases: Vec<(u32, u64, i64)> = self
+        let mut out = Vec::new();
+        for tl in self.timeline_ids() {
+            // A timeline whose history object is missing still shows what it holds itself.
+            let path = self.path(tl).unwrap_or_else(|_| {
+                vec![timeline::Span {
+                    timeline: tl,
+                    after_lsn: 0,
+                    through_lsn: u64::MAX,
+                    through_time_us: i64::MAX,
+                }]
+            });
+            let branch = path.last().map_or(0, |s| s.after_lsn);
+            let view = self.view(&path);
+            out.extend(
+                view.path_windows(tl)
+                    .into_iter()
+                    .filter(|(w, base_tl)| w.latest_lsn > branch || *base_tl == tl)
+                    .map(|(w, _)| w),
+            );
+        }
+        out
+    }
+
+    /// The windows of a path view (its segments are one run of LSNs), labelled `timeline`,
+    /// each with the timeline its base is on.
+    fn path_windows(&self, timeline: u32) -> Vec<(Window, u32)> {
+        let mut out: Vec<(Window, u32)> = Vec::new();
+        let mut bases: Vec<(u64, u32, i64)> = self
             .snapshots
             .iter()
-            .map(|s| (s.timeline, s.lsn, s.time_us))
+            .map(|s| (s.lsn, s.timeline, s.time_us))
             .collect();
         if let Some(first) = self.segments.first().filter(|s| s.range.first_lsn == 1) {
-            bases.push((first.range.timeline, 0, first.range.first_ts));
+            bases.push((0, first.range.timeline, first.range.first_ts));
         }
         bases.sort();
-        for (timeline, base_lsn, base_time) in bases {
+        for (base_lsn, base_tl, base_time) in bases {
             // Extend from the base through contiguous segments.
             let mut latest = (base_lsn, base_time);
-            for s in self
-                .segments
-                .iter()
-                .filter(|s| s.range.timeline == timeline)
-            {
+            for s in &self.segments {
                 if s.range.last_lsn <= latest.0 {
                     continue;
                 }
@@ -185,22 +231,26 @@ impl Catalog {
                 latest = (s.range.last_lsn, s.range.last_ts);
             }
             // A base inside an earlier window adds nothing new.
-            if let Some(w) = out.last_mut() {
-                if w.timeline == timeline && base_lsn <= w.latest_lsn {
+            if let Some((w, on)) = out.last_mut() {
+                if base_lsn <= w.latest_lsn {
+                    if base_tl == timeline {
+                        *on = timeline;
+                    }
                     if latest.0 > w.latest_lsn {
                         (w.latest_lsn, w.latest_time_us) = latest;
                     }
                     continue;
                 }
             }
-            out.push(Window {
+            let w = Window {
                 timeline,
                 base_lsn,
                 earliest_lsn: base_lsn,
                 earliest_time_us: base_time,
                 latest_lsn: latest.0,
                 latest_time_us: latest.1,
-            });
+            };
+            out.push((w, base_tl));
         }
         out
     }

@@ -23,6 +23,59 @@ pub struct PrunePlan {
 }
 
 pub fn plan(cat: &Catalog, window_start_us: i64) -> PrunePlan {
+    // With timelines, every timeline's path must stay restorable through the window: an
+    // object goes only when the path of each timeline it is on can do without it.
+    let mut plans = Vec::new();
+    for tl in cat.timeline_ids() {
+        match cat.on_path(tl) {
+            Ok(view) => plans.push((plan_path(&view, window_start_us), view)),
+            // A path that cannot be followed: what it needs cannot be told, so keep all.
+            Err(_) => return PrunePlan::default(),
+        }
+    }
+    let Some((newest, _)) = plans.last() else {
+        return PrunePlan::default();
+    };
+    let mut out = PrunePlan {
+        base_lsn: newest.base_lsn,
+        base_time_us: newest.base_time_us,
+        ..Default::default()
+    };
+    let needed: std::collections::HashSet<String> = plans
+        .iter()
+        .flat_map(|(p, view)| {
+            let objects = view.segments.iter().map(|s| s.key.clone()).chain(
+                view.snapshots
+                    .iter()
+                    .flat_map(|s| [s.data_key.clone(), manifest_key(cat, s)]),
+            );
+            objects.filter(|k| !p.delete.contains(k))
+        })
+        .collect();
+    let sizes: std::collections::HashMap<&str, u64> = cat
+        .segments
+        .iter()
+        .map(|s| (s.key.as_str(), s.size))
+        .chain(cat.snapshots.iter().map(|s| (s.data_key.as_str(), s.size)))
+        .collect();
+    for (p, _) in &plans {
+        for k in &p.delete {
+            if !needed.contains(k) && !out.delete.contains(k) {
+                out.bytes += sizes.get(k.as_str()).copied().unwrap_or(0);
+                out.delete.push(k.clone());
+            }
+        }
+    }
+    out
+}
+
+fn manifest_key(cat: &Catalog, s: &crate::catalog::SnapshotManifest) -> String {
+    super::keys::snapshot_manifest_key(&cat.stream, s.timeline, s.lsn, &s.namespace)
+}
+
+/// The prune plan of one path (a view from [`Catalog::on_path`]: its segments are one run of
+/// LSNs, its snapshots in path order).
+fn plan_path(cat: &Catalog, window_start_us: i64) -> PrunePlan {
     // A base must really be there: a manifest whose data is missing or cut short cannot
     // start a restore, so it must not license deleting what came before it.
     let usable = |s: &&crate::catalog::SnapshotManifest| {
@@ -34,15 +87,18 @@ pub fn plan(cat: &Catalog, window_start_us: i64) -> PrunePlan {
     let mut namespaces: Vec<&str> = cat.snapshots.iter().map(|s| s.namespace.as_str()).collect();
     namespaces.sort_unstable();
     namespaces.dedup();
+    // Along a path, order is by LSN; a parent's snapshot at the branch record comes before
+    // the child's (parents have smaller numbers).
+    let order = |s: &crate::catalog::SnapshotManifest| (s.lsn, s.timeline);
     let newest = |ns: &str| {
         cat.snapshots
             .iter()
             .filter(usable)
             .filter(|s| s.namespace == ns)
-            .max_by_key(|s| (s.timeline, s.lsn))
+            .max_by_key(|s| order(s))
     };
     let bases: Option<Vec<_>> = namespaces.iter().map(|ns| newest(ns)).collect();
-    let Some(base) = bases.and_then(|b| b.into_iter().min_by_key(|s| (s.timeline, s.lsn))) else {
+    let Some(base) = bases.and_then(|b| b.into_iter().min_by_key(|s| order(s))) else {
         return PrunePlan::default();
     };
     let mut plan = PrunePlan {
@@ -51,22 +107,15 @@ pub fn plan(cat: &Catalog, window_start_us: i64) -> PrunePlan {
         ..Default::default()
     };
     for seg in &cat.segments {
-        if seg.range.timeline < base.timeline
-            || seg.range.timeline == base.timeline && seg.range.last_lsn <= base.lsn
-        {
+        if seg.range.last_lsn <= base.lsn {
             plan.delete.push(seg.key.clone());
             plan.bytes += seg.size;
         }
     }
     for s in &cat.snapshots {
-        if (s.timeline, s.lsn) < (base.timeline, base.lsn) {
+        if order(s) < order(base) {
             // The manifest first: a snapshot never appears complete with its data gone.
-            plan.delete.push(super::keys::snapshot_manifest_key(
-                &cat.stream,
-                s.timeline,
-                s.lsn,
-                &s.namespace,
-            ));
+            plan.delete.push(manifest_key(cat, s));
             plan.delete.push(s.data_key.clone());
             plan.bytes += s.size;
         }
@@ -98,6 +147,7 @@ mod tests {
                 key: format!("seg{i}"),
                 size: 1,
                 range,
+                object_last_lsn: range.last_lsn,
             });
         }
         for (ns, lsn) in snaps {

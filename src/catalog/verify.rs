@@ -74,13 +74,25 @@ pub async fn verify_store(
             message: "the stream's identity object is missing or unreadable".into(),
         });
     }
+    // Every timeline must be followable back to the stream's start, or no restore reaches it.
+    for tl in cat.timeline_ids() {
+        if let Err(e) = cat.path(tl) {
+            report.faults.push(StoreFault {
+                key: super::timeline::history_key(stream, tl),
+                offset: None,
+                lsn: None,
+                message: e.to_string(),
+            });
+        }
+    }
 
     // Segments: continuity is checked over all of them; contents only past what is known good.
     let mut prev: Option<(u32, u64, i64)> = None;
     for seg in &cat.segments {
         let r = seg.range;
         if let Some((tl, last, last_ts)) = prev {
-            if r.first_ts < last_ts {
+            // Timelines are separate histories: a new one may start before an old one ended.
+            if tl == r.timeline && r.first_ts < last_ts {
                 report.faults.push(StoreFault {
                     key: seg.key.clone(),
                     offset: None,

@@ -75,6 +75,23 @@ pub struct StreamMeta {
     pub stream_id: u64,
     pub timeline: u32,
     pub created: String,
+    /// Where this timeline branched off the stream's history; `None` for timeline 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<Branch>,
+}
+
+/// Where a timeline after the first branched off the stream: it holds the records after
+/// `lsn`, and the history up to `lsn` is the `parent` timeline's (a database restored to that
+/// record, or a capture that lost its data directory, took writes again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branch {
+    pub parent: u32,
+    pub lsn: u64,
+    /// Timestamp of record `lsn` (UTC µs): a floor for the new timeline's timestamps, so
+    /// time never goes back along a history.
+    pub time_us: i64,
+    /// When the timeline began (RFC 3339).
+    pub created: String,
 }
 
 mod hex_u64 {
@@ -139,6 +156,7 @@ pub fn load_or_create_meta(dir: &Path, wanted: &str) -> Result<StreamMeta> {
                 stream_id: random_u64()?,
                 timeline: 1,
                 created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                branch: None,
             };
             let json = serde_json::to_vec_pretty(&meta).expect("stream metadata serializes");
             write_atomic(&path, &json)?;
@@ -146,6 +164,30 @@ pub fn load_or_create_meta(dir: &Path, wanted: &str) -> Result<StreamMeta> {
         }
         Err(e) => Err(LogError::io("read", path, e)),
     }
+}
+
+/// Creates `stream.json` for a new timeline of an existing stream (`meta.branch` says
+/// where it branched), in a data directory that holds none; the same metadata already there
+/// is a restart and is fine, any other is refused.
+pub fn create_branch_meta(dir: &Path, meta: &StreamMeta) -> Result<()> {
+    create_dir(dir)?;
+    let path = dir.join("stream.json");
+    if let Some(found) = read_meta(dir)? {
+        if &found == meta {
+            return Ok(());
+        }
+        return Err(LogError::Layout {
+            path,
+            detail: format!(
+                "the data directory already captures timeline {} of stream {:?}; a new timeline \
+                 starts in an empty data directory (ship what this one holds with `vecwal ship`, \
+                 then move it aside)",
+                found.timeline, found.name
+            ),
+        });
+    }
+    let json = serde_json::to_vec_pretty(meta).expect("stream metadata serializes");
+    write_atomic(&path, &json)
 }
 
 /// Reads `stream.json` without creating anything (for read-only tools).

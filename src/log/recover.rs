@@ -71,7 +71,12 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
     let mut strays = Vec::new();
     let mut spans = Vec::new();
     let mut sealed_firsts = Vec::new();
-    let mut last_ts = i64::MIN;
+    // A new timeline's records follow its branch point, in LSN and in time.
+    let (branch_lsn, branch_ts) = meta
+        .branch
+        .as_ref()
+        .map_or((0, i64::MIN), |b| (b.lsn, b.time_us));
+    let mut last_ts = branch_ts;
     for (name, path) in layout::list_segments(&sealed_dir, &mut strays)? {
         let seg = SealedSegment::open(map(&path)?).map_err(|e| LogError::corruption(&path, e))?;
         check_identity(&path, &seg.header, &meta, name)?;
@@ -174,7 +179,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered> {
             });
         }
     }
-    let last_lsn = spans.last().map(|s| s.last).unwrap_or(0);
+    let last_lsn = spans.last().map_or(branch_lsn, |s| s.last);
 
     let open_segment = match newest {
         Some((path, first_lsn, last, len)) => {

@@ -1,7 +1,8 @@
 //! Restore and replay: from what a store holds back to a database.
 //!
 //! - this file: the plan (which base snapshot, which segments, up to which record) and
-//!   the verified stream of records the plan names (promise 7);
+//!   which records it applies;
+//! - [`segments`]: reading a plan's segments back as verified records;
 //! - [`redis`]: applying a plan to a Redis by serving it as a replication master;
 //! - [`qdrant`]: applying a plan to one Qdrant collection;
 //! - [`replay`]: forensic replay of a window into a staging Redis;
@@ -10,16 +11,19 @@
 pub mod qdrant;
 pub mod redis;
 pub mod replay;
+mod segments;
 pub mod to_dir;
 
 use serde::Serialize;
 use sha2::Digest;
-use tokio::sync::mpsc;
-use vecwal_format::{Record, SealedSegment};
 
+use crate::catalog::timeline::Span;
 use crate::catalog::{Catalog, SegmentEntry, SnapshotManifest};
 use crate::store::{Keyring, Store, StoreError};
 use crate::time::format_us;
+
+pub use segments::{fetch_segment, last_good, records};
+use segments::{last_at_or_before, time_of};
 
 /// Where to restore to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +78,8 @@ pub struct Phases {
 pub struct Plan {
     pub stream: String,
     pub timeline: u32,
+    /// The timelines the plan reads, from timeline 1 to `timeline`, each with its stretch.
+    pub path: Vec<Span>,
     /// `None`: start from an empty database.
     pub base: Option<SnapshotManifest>,
     pub target_lsn: u64,
@@ -91,6 +97,15 @@ impl Plan {
         self.base.as_ref().map_or(0, |b| b.lsn)
     }
 
+    /// The timeline on the plan's path that holds record `lsn` (where a base snapshot of the
+    /// state after it belongs).
+    pub fn timeline_of(&self, lsn: u64) -> u32 {
+        self.path
+            .iter()
+            .find(|s| lsn <= s.through_lsn)
+            .map_or(self.timeline, |s| s.timeline)
+    }
+
     /// Records the plan applies.
     pub fn record_count(&self) -> u64 {
         self.target_lsn - self.base_lsn()
@@ -103,6 +118,12 @@ impl Plan {
     /// A human-readable description, one fact per line.
     pub fn describe(&self) -> String {
         let mut s = format!("stream {} (timeline {})\n", self.stream, self.timeline);
+        for w in self.path.windows(2) {
+            s += &format!(
+                "  history:  timeline {} through LSN {}, then timeline {}\n",
+                w[0].timeline, w[0].through_lsn, w[1].timeline
+            );
+        }
         match &self.base {
             Some(b) => {
                 s += &format!(
@@ -182,7 +203,7 @@ pub async fn plan(
     keyring: Option<&Keyring>,
     allow_empty_base: bool,
 ) -> Result<Plan, RestoreError> {
-    plan_for(store, stream, "", target, keyring, allow_empty_base).await
+    plan_on(store, stream, "", target, keyring, allow_empty_base, None).await
 }
 
 /// [`plan`] for the records of one namespace (a Qdrant collection), based on a snapshot
@@ -195,17 +216,36 @@ pub async fn plan_for(
     keyring: Option<&Keyring>,
     allow_empty_base: bool,
 ) -> Result<Plan, RestoreError> {
-    let cat = Catalog::load(store, stream).await?;
-    let timeline = newest_timeline(&cat, true)?;
-    let segs: Vec<&SegmentEntry> = cat
-        .segments
-        .iter()
-        .filter(|s| s.range.timeline == timeline)
-        .collect();
+    plan_on(
+        store,
+        stream,
+        namespace,
+        target,
+        keyring,
+        allow_empty_base,
+        None,
+    )
+    .await
+}
+
+/// [`plan_for`] along the path to `timeline`; `None` follows the newest timeline, whose
+/// path holds every point of its parents up to where it branched off.
+pub async fn plan_on(
+    store: &dyn Store,
+    stream: &str,
+    namespace: &str,
+    target: Target,
+    keyring: Option<&Keyring>,
+    allow_empty_base: bool,
+    timeline: Option<u32>,
+) -> Result<Plan, RestoreError> {
+    let whole = Catalog::load(store, stream).await?;
+    let (timeline, path, cat) = follow(&whole, timeline)?;
+    let segs: Vec<&SegmentEntry> = cat.segments.iter().collect();
     let snaps: Vec<&SnapshotManifest> = cat
         .snapshots
         .iter()
-        .filter(|s| s.timeline == timeline && s.namespace == namespace && cat.snapshot_present(s))
+        .filter(|s| s.namespace == namespace && cat.snapshot_present(s))
         .collect();
     let (latest_lsn, latest_time_us) = match segs.last() {
         Some(s) => (s.range.last_lsn, s.range.last_ts),
@@ -304,6 +344,7 @@ pub async fn plan_for(
     Ok(Plan {
         stream: stream.to_string(),
         timeline,
+        path,
         base,
         target_lsn,
         target_time_us,
@@ -321,16 +362,14 @@ pub async fn window_plan(
     stream: &str,
     from_us: i64,
     to_us: i64,
+    timeline: Option<u32>,
 ) -> Result<Plan, RestoreError> {
-    let cat = Catalog::load(store, stream).await?;
-    let timeline = newest_timeline(&cat, false)?;
-    let segs: Vec<SegmentEntry> = cat
-        .segments
-        .iter()
-        .filter(|s| s.range.timeline == timeline)
-        .cloned()
-        .collect();
-    let last = segs.last().expect("a timeline has segments");
+    let whole = Catalog::load(store, stream).await?;
+    let (timeline, path, cat) = follow(&whole, timeline)?;
+    let segs = cat.segments;
+    let Some(last) = segs.last() else {
+        return Err(RestoreError::Empty(stream.to_string()));
+    };
     let (latest_lsn, latest_time_us) = (last.range.last_lsn, last.range.last_ts);
     let chosen: Vec<SegmentEntry> = segs
         .iter()
@@ -356,6 +395,7 @@ pub async fn window_plan(
     Ok(Plan {
         stream: stream.to_string(),
         timeline,
+        path,
         base: None,
         target_lsn: lastc.range.last_lsn,
         target_time_us: to_us,
@@ -366,244 +406,57 @@ pub async fn window_plan(
     })
 }
 
-/// The newest timeline with segments (or, with `snapshots`, with snapshots) in `cat`.
-fn newest_timeline(cat: &Catalog, snapshots: bool) -> Result<u32, RestoreError> {
-    let from_snaps = cat
-        .snapshots
-        .iter()
-        .filter(|_| snapshots)
-        .map(|s| s.timeline);
-    cat.segments
-        .iter()
-        .map(|s| s.range.timeline)
-        .chain(from_snaps)
-        .max()
-        .ok_or_else(|| RestoreError::Empty(cat.stream.clone()))
-}
-
-/// Downloads, decrypts and opens a segment, checking it is the one its name says.
-pub async fn fetch_segment(
-    store: &dyn Store,
-    seg: &SegmentEntry,
-    keyring: Option<&Keyring>,
-) -> Result<SealedSegment<Vec<u8>>, RestoreError> {
-    let corrupt = |offset, message: String| RestoreError::Corrupt {
-        key: seg.key.clone(),
-        offset,
-        lsn: Some(seg.range.first_lsn),
-        message,
-    };
-    let data = store.get(&seg.key).await?;
-    let data = match (seg.range.encrypted, keyring) {
-        (false, _) => data,
-        (true, None) => {
-            return Err(corrupt(
-                None,
-                "encrypted: give its key (--encryption-key-file or --encryption-key-env)".into(),
-            ))
+/// The timeline a plan follows (`wanted`, or the newest), its path and the catalog as
+/// that path sees it.
+fn follow(cat: &Catalog, wanted: Option<u32>) -> Result<(u32, Vec<Span>, Catalog), RestoreError> {
+    let ids = cat.timeline_ids();
+    let timeline = match wanted {
+        None => *ids
+            .last()
+            .ok_or_else(|| RestoreError::Empty(cat.stream.clone()))?,
+        Some(t) if ids.contains(&t) => t,
+        Some(t) => {
+            return Err(RestoreError::OutOfWindow(format!(
+                "stream {:?} has no timeline {t}; it has {}",
+                cat.stream,
+                ids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
         }
-        (true, Some(k)) => k
-            .decrypt(&seg.key, &data)
-            .map_err(|e| corrupt(None, e.to_string()))?,
     };
-    let s = SealedSegment::open(data).map_err(|e| corrupt(Some(e.offset()), e.to_string()))?;
-    let t = &s.trailer;
-    if (t.first_lsn, t.last_lsn) != (seg.range.first_lsn, seg.range.last_lsn) {
-        return Err(corrupt(
-            None,
-            format!(
-                "holds LSNs {}..={}, its name says {}..={}",
-                t.first_lsn, t.last_lsn, seg.range.first_lsn, seg.range.last_lsn
-            ),
-        ));
-    }
-    Ok(s)
+    let path = cat
+        .path(timeline)
+        .map_err(|e| RestoreError::OutOfWindow(e.to_string()))?;
+    let view = cat
+        .on_path(timeline)
+        .map_err(|e| RestoreError::OutOfWindow(e.to_string()))?;
+    Ok((timeline, path, view))
 }
 
-fn records_of<'a>(
-    seg: &'a SealedSegment<Vec<u8>>,
-    entry: &SegmentEntry,
-) -> impl Iterator<Item = Result<Record, RestoreError>> + 'a {
-    let key = entry.key.clone();
-    // Damage is reported with the first LSN that could not be read.
-    let mut next = entry.range.first_lsn;
-    seg.records_from_block(0).map(move |r| match r {
-        Ok(r) => {
-            next = r.lsn + 1;
-            Ok(r)
-        }
-        Err(e) => Err(RestoreError::Corrupt {
-            key: key.clone(),
-            offset: Some(e.offset()),
-            lsn: Some(next),
-            message: e.to_string(),
-        }),
-    })
-}
-
-async fn time_of(
+/// The timestamp of record `lsn` on the path to `timeline`: where a new timeline branches.
+pub async fn record_time(
     store: &dyn Store,
-    segs: &[&SegmentEntry],
+    stream: &str,
+    timeline: u32,
     lsn: u64,
     keyring: Option<&Keyring>,
 ) -> Result<i64, RestoreError> {
-    let Some(s) = segs
+    let whole = Catalog::load(store, stream).await?;
+    let (_, _, cat) = follow(&whole, Some(timeline))?;
+    let segs: Vec<&SegmentEntry> = cat.segments.iter().collect();
+    if segs
         .iter()
-        .find(|s| s.range.first_lsn <= lsn && lsn <= s.range.last_lsn)
-    else {
-        return Ok(0); // a base snapshot's own LSN before any segment
-    };
-    let seg = fetch_segment(store, s, keyring).await?;
-    for r in records_of(&seg, s) {
-        let r = r?;
-        if r.lsn == lsn {
-            return Ok(r.timestamp_us);
-        }
+        .any(|s| s.range.first_lsn <= lsn && lsn <= s.range.last_lsn)
+    {
+        return time_of(store, &segs, lsn, keyring).await;
     }
-    Err(RestoreError::Corrupt {
-        key: s.key.clone(),
-        offset: None,
-        lsn: Some(lsn),
-        message: "the record is not in the segment its name says holds it".into(),
-    })
-}
-
-async fn last_at_or_before(
-    store: &dyn Store,
-    s: &SegmentEntry,
-    t: i64,
-    keyring: Option<&Keyring>,
-) -> Result<(u64, i64), RestoreError> {
-    let seg = fetch_segment(store, s, keyring).await?;
-    let mut best = (s.range.first_lsn - 1, s.range.first_ts);
-    for r in records_of(&seg, s) {
-        let r = r?;
-        if r.timestamp_us > t {
-            break;
-        }
-        best = (r.lsn, r.timestamp_us);
+    // A base snapshot's own point, with no segment around it.
+    match cat.snapshots.iter().rev().find(|s| s.lsn == lsn) {
+        Some(s) => Ok(s.time_us),
+        None => Err(RestoreError::OutOfWindow(format!(
+            "the store holds no record {lsn} on the path to timeline {timeline} of stream {stream:?}"
+        ))),
     }
-    Ok(best)
-}
-
-/// The records of `plan` after its base, in order, verified: checksums (by the format),
-/// the stream's identity, and every LSN present once (promise 7). Segments are fetched
-/// one ahead of the consumer. At damage or a gap, the records before it come first, then
-/// the error, then nothing more.
-pub fn records(
-    store: std::sync::Arc<dyn Store>,
-    plan: &Plan,
-    keyring: Option<std::sync::Arc<Keyring>>,
-) -> mpsc::Receiver<Result<Vec<Record>, RestoreError>> {
-    let (tx, rx) = mpsc::channel(2);
-    let segments = plan.segments.clone();
-    let (from, to) = (plan.first_lsn, plan.target_lsn);
-    tokio::spawn(async move {
-        let mut next = from;
-        let mut stream_id = None;
-        for entry in segments {
-            // On damage: the records before it in this segment (each verified by its block's
-            // checksum), then the error.
-            let batch = async {
-                let mut out = Vec::new();
-                let seg = match fetch_segment(store.as_ref(), &entry, keyring.as_deref()).await {
-                    Ok(seg) => seg,
-                    Err(e) => return Err((out, e)),
-                };
-                // A record that is readable but not where it belongs.
-                let misplaced = |lsn, message: &str| RestoreError::Corrupt {
-                    key: entry.key.clone(),
-                    offset: None,
-                    lsn: Some(lsn),
-                    message: message.into(),
-                };
-                for r in records_of(&seg, &entry) {
-                    let r = r.map_err(|e| (std::mem::take(&mut out), e))?;
-                    if r.lsn < from {
-                        continue; // before the base: the first segment starts earlier
-                    }
-                    if r.lsn < next {
-                        // Two segments hold this LSN. vecwal never writes overlapping
-                        // segments for one stream and timeline, so which history is right
-                        // cannot be told: stop rather than pick one.
-                        let overlap = "this LSN is also in an earlier segment (overlapping \
-                                       segments in the store: two writers on one stream?)";
-                        return Err((out, misplaced(r.lsn, overlap)));
-                    }
-                    if r.lsn > to {
-                        break;
-                    }
-                    if r.lsn != next {
-                        let gap = RestoreError::Gap {
-                            from: next,
-                            to: r.lsn - 1,
-                            key: entry.key.clone(),
-                        };
-                        return Err((out, gap));
-                    }
-                    if *stream_id.get_or_insert(r.stream_id) != r.stream_id {
-                        let other = "belongs to another stream (stream id differs)";
-                        return Err((out, misplaced(r.lsn, other)));
-                    }
-                    next += 1;
-                    out.push(r);
-                }
-                Ok(out)
-            }
-            .await;
-            let (good, damage) = match batch {
-                Ok(out) => (out, None),
-                Err((out, e)) => (out, Some(e)),
-            };
-            if (!good.is_empty() || damage.is_none()) && tx.send(Ok(good)).await.is_err() {
-                return;
-            }
-            if let Some(e) = damage {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
-        }
-        if next <= to {
-            let _ = tx
-                .send(Err(RestoreError::Gap {
-                    from: next,
-                    to,
-                    key: "the end of the planned segments".into(),
-                }))
-                .await;
-        }
-    });
-    rx
-}
-
-/// `plan` cut short at the last sound record before the first damage or gap, for
-/// `--stop-at-last-good`: every record of the plan is read and verified first (so its
-/// segments are read twice). `None` when the whole plan is sound; otherwise the shorter
-/// plan and the damage. Errors that are not damage (an unreachable store) return as they
-/// are.
-pub async fn last_good(
-    store: std::sync::Arc<dyn Store>,
-    plan: &Plan,
-    keyring: Option<std::sync::Arc<Keyring>>,
-) -> Result<Option<(Plan, RestoreError)>, RestoreError> {
-    let base_time = plan.base.as_ref().map_or(0, |b| b.time_us);
-    let mut good = (plan.first_lsn.saturating_sub(1), base_time);
-    let mut rx = records(store, plan, keyring);
-    while let Some(batch) = rx.recv().await {
-        let damage = match batch {
-            Ok(rs) => {
-                if let Some(r) = rs.last() {
-                    good = (r.lsn, r.timestamp_us);
-                }
-                continue;
-            }
-            Err(e @ (RestoreError::Corrupt { .. } | RestoreError::Gap { .. })) => e,
-            Err(e) => return Err(e),
-        };
-        let mut short = plan.clone();
-        (short.target_lsn, short.target_time_us) = good;
-        short.segments.retain(|s| s.range.first_lsn <= good.0);
-        return Ok(Some((short, damage)));
-    }
-    Ok(None)
 }

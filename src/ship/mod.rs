@@ -235,7 +235,7 @@ async fn claim_stream(store: &dyn Store, log: &Log) -> Result<(), StoreError> {
     let key = format!("{}/{}", meta.name, keys::STREAM_FILE);
     let bytes = serde_json::to_vec_pretty(&ours).expect("identity serializes");
     match store.put_new(&key, bytes).await {
-        Ok(_) => Ok(()),
+        Ok(_) => claim_timeline(store, log).await,
         Err(StoreError::Conflict { .. }) => {
             let theirs: Option<StreamIdentity> =
                 serde_json::from_slice(&store.get(&key).await?).ok();
@@ -251,6 +251,38 @@ async fn claim_stream(store: &dyn Store, log: &Log) -> Result<(), StoreError> {
                 ),
             })
         }
+        Err(e) => Err(e),
+    }
+}
+
+/// A timeline after the first is described in every store its segments go to: the history
+/// object its capture wrote when it began is written again (the same bytes count as done),
+/// so a store added later, or down at the time, can follow its path too.
+async fn claim_timeline(store: &dyn Store, log: &Log) -> Result<(), StoreError> {
+    let meta = log.meta();
+    let Some(b) = &meta.branch else {
+        return Ok(());
+    };
+    let h = crate::catalog::timeline::TimelineHistory {
+        timeline: meta.timeline,
+        parent: b.parent,
+        branch_lsn: b.lsn,
+        branch_time_us: b.time_us,
+        created: b.created.clone(),
+    };
+    let key = crate::catalog::timeline::history_key(&meta.name, meta.timeline);
+    let bytes = serde_json::to_vec_pretty(&h).expect("history serializes");
+    match store.put_new(&key, bytes).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict { store, key, .. }) => Err(StoreError::Conflict {
+            store,
+            key,
+            detail: format!(
+                "the store holds another history for timeline {} of stream {:?}: two captures \
+                 began the same timeline",
+                meta.timeline, meta.name
+            ),
+        }),
         Err(e) => Err(e),
     }
 }

@@ -173,6 +173,7 @@ mod tests {
             stream_id: 42,
             timeline: 1,
             created: String::new(),
+            branch: None,
         };
         let err = Saved::load(dir.path(), &meta, 0).unwrap_err();
         assert!(err.contains("no saved"), "{err}");
