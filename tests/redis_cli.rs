@@ -4,6 +4,8 @@
 //! log's timestamps never go back when the clock does, and restore/replay refuse and report
 //! as documented.
 
+#[path = "support/cli_proxy.rs"]
+mod cli_proxy;
 #[path = "support/os.rs"]
 mod os;
 #[path = "support/proxy.rs"]
@@ -11,127 +13,20 @@ mod proxy;
 #[path = "support/redis.rs"]
 mod redis;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cli_proxy::{ProxyProcess, PASSWORD};
 use redis::{Conn, Redis};
 use vecwal::protocol::resp::encode_command;
 
-const PASSWORD: &str = "pw-7f3a9c-never-log-me";
 const WRONG: &str = "wrong-5d1e2b-never-log-me";
 
 fn vecwal() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vecwal"))
-}
-
-struct ProxyProcess {
-    child: Child,
-    addr: String,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    stdout: Arc<Mutex<Vec<u8>>>,
-}
-
-impl ProxyProcess {
-    /// Starts the proxy and waits for its "listening on" line.
-    fn start(upstream: &Redis, dir: &Path, password: bool) -> ProxyProcess {
-        // Shipping every second (not the default 60 s): the tests read the store.
-        Self::start_with(upstream, dir, password, &["--ship-interval", "1s"], &[])
-    }
-
-    fn start_with(
-        upstream: &Redis,
-        dir: &Path,
-        password: bool,
-        args: &[&str],
-        envs: &[(&str, &std::ffi::OsStr)],
-    ) -> ProxyProcess {
-        let mut cmd = vecwal();
-        cmd.args(["proxy", "redis", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .envs(envs.iter().copied())
-            .arg("--upstream")
-            .arg(format!("redis://{}", upstream.addr()))
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--store")
-            .arg(dir.join("store"))
-            .env("VECWAL_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if password {
-            cmd.args(["--upstream-password-env", "VW_TEST_PW"])
-                .env("VW_TEST_PW", PASSWORD);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut err = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut b = [0u8; 4096];
-            while let Ok(n) = err.read(&mut b) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&b[..n]);
-            }
-        });
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no listening line: {line:?}; stderr: {}",
-                    String::from_utf8_lossy(&stderr.lock().unwrap())
-                )
-            })
-            .to_string();
-        let stdout = Arc::new(Mutex::new(line.into_bytes()));
-        let sink = stdout.clone();
-        std::thread::spawn(move || {
-            let mut rest = Vec::new();
-            let _ = out.read_to_end(&mut rest);
-            sink.lock().unwrap().extend_from_slice(&rest);
-        });
-        ProxyProcess {
-            child,
-            addr,
-            stderr,
-            stdout,
-        }
-    }
-
-    fn terminate(&mut self) {
-        os::kill(self.child.id(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "the proxy did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn output(&self) -> Vec<u8> {
-        let mut o = self.stdout.lock().unwrap().clone();
-        o.extend_from_slice(&self.stderr.lock().unwrap());
-        o
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn contains(hay: &[u8], needle: &str) -> bool {

@@ -56,6 +56,24 @@ pub struct CaptureArgs {
     /// `truncate-after-damage` cuts at the damage anyway and says which records it dropped.
     #[arg(long, value_enum, value_name = "MODE", default_value = "strict")]
     pub recovery: RecoveryMode,
+    /// Begin a new timeline of the stream that continues its history after record LSN of
+    /// timeline TIMELINE: for a capture in front of a database restored from the stream
+    /// (`vecwal restore` prints the value), or one whose data directory was lost (the last
+    /// record in the store). Takes an empty data directory; later starts with the same value
+    /// carry on. Restores then follow the newest timeline unless told `--timeline`.
+    #[arg(long, value_name = "TIMELINE:LSN", value_parser = parse_branch)]
+    pub branch_from: Option<(u32, u64)>,
+}
+
+fn parse_branch(s: &str) -> Result<(u32, u64), String> {
+    let bad = || format!("{s:?} is not TIMELINE:LSN (for example 1:18231)");
+    let (t, l) = s.split_once(':').ok_or_else(bad)?;
+    let t: u32 = t.parse().map_err(|_| bad())?;
+    let l: u64 = l.parse().map_err(|_| bad())?;
+    if t == 0 {
+        return Err("timelines are numbered from 1".into());
+    }
+    Ok((t, l))
 }
 
 /// What a capture command runs with.
@@ -75,6 +93,14 @@ impl CaptureArgs {
         let keyring = self.crypt.keyring()?.map(Arc::new);
         let stores = self.store.open_all().await?;
         let stream = self.stream.as_deref().unwrap_or(default_stream);
+        super::timeline::prepare(
+            &self.data_dir,
+            &stores,
+            stream,
+            self.branch_from,
+            keyring.as_deref(),
+        )
+        .await?;
         let mut cfg = LogConfig::new(stream);
         cfg.fsync = self.fsync;
         cfg.segment_max_age = self.ship_interval;

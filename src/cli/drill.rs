@@ -61,6 +61,10 @@ pub struct Common {
     /// Drill a restore to exactly this record instead of the latest.
     #[arg(long, value_name = "LSN", conflicts_with = "source")]
     pub lsn: Option<u64>,
+    /// Follow this timeline of the stream instead of the newest (`vecwal ls` lists them): a
+    /// stream branches when a restored database takes writes again.
+    #[arg(long, value_name = "N", conflicts_with = "source")]
+    pub timeline: Option<u32>,
     /// With --source: how long to wait for the store to hold everything the capture had
     /// logged when the drill began (its shipper's heartbeat says so).
     #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_duration)]
@@ -233,8 +237,18 @@ async fn drill_redis(
     }
     // The recovery time counts from here: waiting for the store is not part of it.
     let started = Instant::now();
-    let plan = restore::plan(store.as_ref(), stream, c.goal()?, keyring.as_deref(), false).await?;
-    r.window = Window::of(&Catalog::load(store.as_ref(), stream).await?, None);
+    let plan = restore::plan_on(
+        store.as_ref(),
+        stream,
+        "",
+        c.goal()?,
+        keyring.as_deref(),
+        false,
+        c.timeline,
+    )
+    .await?;
+    let cat = Catalog::load(store.as_ref(), stream).await?;
+    r.window = Window::of(&cat.on_path(plan.timeline)?, None);
     r.base_lsn = plan.base.as_ref().map(|b| b.lsn);
     let planned = started.elapsed();
     eprintln!("restore plan:\n{}", plan.describe());
@@ -334,7 +348,7 @@ pub async fn promote_base(
         return Ok(());
     }
     let point = SnapshotPoint {
-        timeline: plan.timeline,
+        timeline: plan.timeline_of(plan.target_lsn),
         lsn: plan.target_lsn,
         time_us: plan.target_time_us,
         format,

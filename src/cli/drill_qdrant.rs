@@ -91,19 +91,18 @@ async fn drill(
     }
     // The recovery time counts from here: waiting for the store is not part of it.
     let started = Instant::now();
-    let plan = restore::plan_for(
+    let plan = restore::plan_on(
         store.as_ref(),
         stream,
         &a.collection,
         c.goal()?,
         keyring.as_deref(),
         false,
+        c.timeline,
     )
     .await?;
-    r.window = Window::of(
-        &Catalog::load(store.as_ref(), stream).await?,
-        Some(&a.collection),
-    );
+    let cat = Catalog::load(store.as_ref(), stream).await?;
+    r.window = Window::of(&cat.on_path(plan.timeline)?, Some(&a.collection));
     r.base_lsn = plan.base.as_ref().map(|b| b.lsn);
     let planned = started.elapsed();
     eprintln!("restore plan:\n{}", plan.describe());

@@ -40,6 +40,10 @@ pub struct Args {
     stream: StreamArg,
     #[command(flatten)]
     crypt: CryptArgs,
+    /// Follow this timeline of the stream instead of the newest (`vecwal ls` lists them): a
+    /// stream branches when a restored database takes writes again.
+    #[arg(long, requires = "stores", value_name = "N")]
+    timeline: Option<u32>,
     /// Print one JSON object per record instead of a table.
     #[arg(long)]
     json: bool,
@@ -141,7 +145,7 @@ async fn from_store(
     let to = filter
         .to_us
         .min(crate::log::now_us().saturating_add(86_400_000_000));
-    let plan = crate::restore::window_plan(store.as_ref(), &stream, from, to).await?;
+    let plan = crate::restore::window_plan(store.as_ref(), &stream, from, to, a.timeline).await?;
     let mut rx = crate::restore::records(store, &plan, keyring);
     let mut shown = 0;
     while let Some(batch) = rx.recv().await {

@@ -51,6 +51,19 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             Some(i) => println!("stream  {} (id {})", i.name, i.stream_id),
             None => println!("stream  {stream} (no identity object: nothing shipped yet?)"),
         }
+        for h in &cat.timelines {
+            println!(
+                "timeline {}: branched from timeline {} after LSN {} ({}), began {}",
+                h.timeline,
+                h.parent,
+                h.branch_lsn,
+                format_us(h.branch_time_us),
+                h.created
+            );
+        }
+        if let Some(newest) = cat.newest_timeline().filter(|t| *t > 1) {
+            println!("restores follow timeline {newest} unless given --timeline");
+        }
         let bytes: u64 = cat.segments.iter().map(|s| s.size).sum();
         println!(
             "segments {} ({} bytes)   snapshots {}",

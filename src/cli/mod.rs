@@ -18,6 +18,7 @@ mod status;
 mod store_args;
 mod summary;
 mod tap;
+mod timeline;
 mod verify;
 
 use clap::{Parser, Subcommand};

@@ -35,6 +35,10 @@ pub struct Args {
     stream: StreamArg,
     #[command(flatten)]
     crypt: CryptArgs,
+    /// Follow this timeline of the stream instead of the newest (`vecwal ls` lists them): a
+    /// stream branches when a restored database takes writes again.
+    #[arg(long, value_name = "N")]
+    timeline: Option<u32>,
     /// Start of the window: RFC 3339 or relative (-1h).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     from: String,
@@ -85,7 +89,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let keyring = a.crypt.keyring()?.map(Arc::new);
     let store = a.store.open_all().await?.remove(0);
     let stream = resolve_stream(store.as_ref(), a.stream.stream.as_deref()).await?;
-    let plan = window_plan(store.as_ref(), &stream, from, to).await?;
+    let plan = window_plan(store.as_ref(), &stream, from, to, a.timeline).await?;
     // Key positions come from the target's own command table.
     let table = match target.connect().await {
         Ok(mut c) => Some(CommandTable::load(&mut c).await?),
@@ -194,7 +198,7 @@ async fn run_qdrant(a: Args, from: i64, to: i64) -> anyhow::Result<ExitCode> {
     let keyring = a.crypt.keyring()?.map(Arc::new);
     let store = a.store.open_all().await?.remove(0);
     let stream = resolve_stream(store.as_ref(), a.stream.stream.as_deref()).await?;
-    let plan = window_plan(store.as_ref(), &stream, from, to).await?;
+    let plan = window_plan(store.as_ref(), &stream, from, to, a.timeline).await?;
     announce(&stream, from, to, &plan);
     let w = Window {
         from_us: from,

@@ -114,12 +114,14 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let keyring = a.crypt.keyring()?.map(Arc::new);
     let store = a.store.open_all().await?.remove(0);
     let stream = resolve_stream(store.as_ref(), a.stream.stream.as_deref()).await?;
-    let plan = restore::plan(
+    let plan = restore::plan_on(
         store.as_ref(),
         &stream,
+        "",
         goal,
         keyring.as_deref(),
         a.from_empty,
+        a.to.timeline,
     )
     .await?;
     let (plan, short_of) = a.to.settle(&store, plan, &keyring).await?;
@@ -181,6 +183,15 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         format_us(summary.final_time_us),
         summary.elapsed
     );
+    if a.target.is_some() {
+        println!(
+            "to capture the restored database's new writes as a new timeline of this stream, start \
+             its capture with an empty --data-dir and: --stream {} --branch-from {}:{}",
+            plan.stream,
+            plan.timeline_of(summary.final_lsn),
+            summary.final_lsn
+        );
+    }
     if let Some(d) = short_of {
         eprintln!(
             "vecwal: restored to LSN {}, short of the requested target: {d}",
@@ -212,6 +223,10 @@ pub struct RestoreTo {
     /// after the records before it were applied.
     #[arg(long)]
     stop_at_last_good: bool,
+    /// Follow this timeline of the stream instead of the newest (`vecwal ls` lists them): a
+    /// stream branches when a restored database takes writes again.
+    #[arg(long, value_name = "N")]
+    pub timeline: Option<u32>,
 }
 
 /// Exit code of a restore that --stop-at-last-good ended before its target.

@@ -101,13 +101,14 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     let keyring = a.crypt.keyring()?.map(Arc::new);
     let store = a.store.open_all().await?.remove(0);
     let stream = resolve_stream(store.as_ref(), a.stream.stream.as_deref()).await?;
-    let plan = restore::plan_for(
+    let plan = restore::plan_on(
         store.as_ref(),
         &stream,
         &a.collection,
         goal,
         keyring.as_deref(),
         a.from_empty,
+        a.to.timeline,
     )
     .await?;
     let (plan, short_of) = a.to.settle(&store, plan, &keyring).await?;
