@@ -186,10 +186,8 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
     if a.target.is_some() {
         println!(
             "to capture the restored database's new writes as a new timeline of this stream, start \
-             its capture with an empty --data-dir and: --stream {} --branch-from {}:{}",
-            plan.stream,
-            plan.timeline_of(summary.final_lsn),
-            summary.final_lsn
+             its capture with an empty --data-dir and: {}",
+            super::timeline::branch_hint(&plan, summary.final_lsn)
         );
     }
     if let Some(d) = short_of {

@@ -160,6 +160,14 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
         format_us(s.final_time_us),
         s.elapsed
     );
+    // A stream holds every collection the proxy saw: only a restore of all of them to the
+    // same record makes the database the branch point of a new timeline.
+    println!(
+        "when every collection of this stream is restored to LSN {}, capture the new writes as a \
+         new timeline of it: start the proxy with an empty --data-dir and {}",
+        s.final_lsn,
+        super::timeline::branch_hint(&plan, s.final_lsn)
+    );
     if let Some(d) = short_of {
         eprintln!(
             "vecwal: restored to LSN {}, short of the requested target: {d}",

@@ -73,6 +73,16 @@ pub async fn prepare(
     Ok(())
 }
 
+/// What to pass a capture in front of a database restored to record `lsn` of `plan`'s
+/// path, so its new writes continue the stream as a new timeline.
+pub fn branch_hint(plan: &crate::restore::Plan, lsn: u64) -> String {
+    format!(
+        "--stream {} --branch-from {}:{lsn}",
+        plan.stream,
+        plan.timeline_of(lsn)
+    )
+}
+
 /// A new data directory on a stream a store already holds would start a second history
 /// under the same name; say what to do instead. A store that cannot be asked now is left
 /// to the shipper, which refuses another stream's identity anyway.
