@@ -27,7 +27,7 @@ use crate::log::{now_us, Entry, Log, LogError};
 use crate::protocol::redis_client::RedisTarget;
 use crate::ship::{ShipConfig, Shipper};
 use crate::store::{Keyring, Store};
-use position::{History, Saved};
+use position::{History, PositionFile, Saved};
 
 /// A batch is committed once it holds this many records (or bytes), even when more have
 /// arrived: bounds the memory of one batch and the latency of the first record in it.
@@ -98,6 +98,8 @@ struct Shared {
     /// file and the log's last LSN always move together.
     saved: tokio::sync::Mutex<Saved>,
     history: std::sync::Mutex<History>,
+    /// Where `saved` is written; only ever locked inside `saved`'s lock.
+    position_file: std::sync::Mutex<PositionFile>,
     /// `(replid, offset)` the log covers, for snapshots waiting to align.
     committed: watch::Sender<(String, u64)>,
 }
@@ -108,8 +110,10 @@ impl Shared {
     }
 
     fn save(&self, saved: &Saved) -> Result<(), TapError> {
-        saved
-            .store(&self.data_dir)
+        self.position_file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write(saved)
             .map_err(|source| TapError::Position {
                 path: self.data_dir.join(position::FILE),
                 source,
@@ -499,6 +503,11 @@ impl RunningTap {
             .clone()
             .unwrap_or_else(|| Saved::new(log.meta(), last_lsn, "?", 0, 0));
         let (committed, _) = watch::channel((initial.replid.clone(), initial.offset));
+        let position_file =
+            PositionFile::open(&opts.data_dir).map_err(|source| TapError::Position {
+                path: opts.data_dir.join(position::FILE),
+                source,
+            })?;
         let shared = Arc::new(Shared {
             cfg,
             log: log.clone(),
@@ -512,6 +521,7 @@ impl RunningTap {
                 last_ts,
             )),
             saved: tokio::sync::Mutex::new(initial),
+            position_file: std::sync::Mutex::new(position_file),
             committed,
         });
         // The first event (the full sync, or the partial resync's continue) is handled
