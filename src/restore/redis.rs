@@ -15,7 +15,7 @@ use vecwal_format::{Kind, Operation, Record};
 
 use super::{records, Phases, Plan, RestoreError};
 use crate::protocol::redis_client::RedisTarget;
-use crate::protocol::resp::{encode_command, parse_command};
+use crate::protocol::resp::{encode_command, encode_command_into, parse_command};
 use crate::store::{Keyring, Store};
 
 /// An RDB holding nothing: version 9 (every Redis since 5 loads it), the EOF opcode, and a
@@ -239,7 +239,7 @@ async fn serve(
         // Keep the link alive while segments download (the target times out after 60 s).
         let batch = match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
             Err(_) => {
-                out.extend_from_slice(&encode_command(&[b"PING".to_vec()]));
+                encode_command_into(&mut out, &[b"PING".to_vec()]);
                 None
             }
             Ok(None) => break,
@@ -316,16 +316,13 @@ pub fn encode_record(
         }
     };
     if db.as_deref() != Some(r.namespace.as_str()) && !r.namespace.is_empty() {
-        out.extend_from_slice(&encode_command(&[
-            b"SELECT".to_vec(),
-            r.namespace.as_bytes().to_vec(),
-        ]));
+        encode_command_into(out, &[b"SELECT".to_vec(), r.namespace.as_bytes().to_vec()]);
         *db = Some(r.namespace.clone());
     }
     match op {
-        Operation::RedisCommand { argv } => out.extend_from_slice(&encode_command(&argv)),
+        Operation::RedisCommand { argv } => encode_command_into(out, &argv),
         Operation::RedisMulti { commands } => {
-            out.extend_from_slice(&encode_command(&[b"MULTI".to_vec()]));
+            encode_command_into(out, &[b"MULTI".to_vec()]);
             for argv in &commands {
                 if argv
                     .first()
@@ -333,9 +330,9 @@ pub fn encode_record(
                 {
                     *db = argv.get(1).map(|d| String::from_utf8_lossy(d).into_owned());
                 }
-                out.extend_from_slice(&encode_command(argv));
+                encode_command_into(out, argv);
             }
-            out.extend_from_slice(&encode_command(&[b"EXEC".to_vec()]));
+            encode_command_into(out, &[b"EXEC".to_vec()]);
         }
         _ => {}
     }

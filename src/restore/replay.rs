@@ -11,7 +11,7 @@ use vecwal_format::{Kind, Operation, Record};
 use super::{records, Plan, RestoreError};
 use crate::protocol::redis_client::RedisTarget;
 use crate::protocol::redis_commands::CommandTable;
-use crate::protocol::resp::{encode_command, scan};
+use crate::protocol::resp::{encode_command_into, scan};
 use crate::store::{Keyring, Store};
 
 #[derive(Debug, Clone, Default)]
@@ -183,7 +183,7 @@ pub async fn replay(
     let mut out = Vec::with_capacity(1 << 20);
     let mut sent = 0u64;
     for argv in &pre {
-        out.extend_from_slice(&encode_command(argv));
+        encode_command_into(&mut out, argv);
         sent += 1;
     }
     let mut db: Option<String> = None;
@@ -219,13 +219,13 @@ pub async fn replay(
             let before = sent;
             if db.as_deref() != Some(c.record.namespace.as_str()) {
                 let select = [b"SELECT".to_vec(), c.record.namespace.clone().into_bytes()];
-                out.extend_from_slice(&encode_command(&select));
+                encode_command_into(&mut out, &select);
                 db = Some(c.record.namespace.clone());
                 sent += 1;
             }
             let group = c.record.kind == Kind::RedisMulti;
             if group {
-                out.extend_from_slice(&encode_command(&[b"MULTI".to_vec()]));
+                encode_command_into(&mut out, &[b"MULTI".to_vec()]);
                 sent += 1;
             }
             for argv in &c.commands {
@@ -235,11 +235,11 @@ pub async fn replay(
                 {
                     db = argv.get(1).map(|d| String::from_utf8_lossy(d).into_owned());
                 }
-                out.extend_from_slice(&encode_command(argv));
+                encode_command_into(&mut out, argv);
                 sent += 1;
             }
             if group {
-                out.extend_from_slice(&encode_command(&[b"EXEC".to_vec()]));
+                encode_command_into(&mut out, &[b"EXEC".to_vec()]);
                 sent += 1;
             }
             since_flush += sent - before;
