@@ -114,95 +114,168 @@ pub(super) async fn last_at_or_before(
     Ok(best)
 }
 
+/// Records per batch [`records`] hands on, and bytes of payload: the consumer starts on a
+/// segment's first records while the rest are still being read, and a batch stays small
+/// whatever a segment holds.
+const BATCH_RECORDS: usize = 1024;
+const BATCH_BYTES: usize = 1 << 20;
+
 /// The records of `plan` after its base, in order, verified: checksums (by the format),
-/// the stream's identity, and every LSN present once (promise 7). Segments are fetched
-/// one ahead of the consumer. At damage or a gap, the records before it come first, then
-/// the error, then nothing more.
+/// the stream's identity, and every LSN present once (promise 7). The next segment
+/// downloads while this one is read, and records go to the consumer in batches of at most
+/// [`BATCH_RECORDS`]. At damage or a gap, the records before it come first, then the
+/// error, then nothing more.
 pub fn records(
     store: std::sync::Arc<dyn Store>,
     plan: &Plan,
     keyring: Option<std::sync::Arc<Keyring>>,
 ) -> mpsc::Receiver<Result<Vec<Record>, RestoreError>> {
-    let (tx, rx) = mpsc::channel(2);
+    let (tx, rx) = mpsc::channel(8);
     let segments = plan.segments.clone();
     let (from, to) = (plan.first_lsn, plan.target_lsn);
     tokio::spawn(async move {
-        let mut next = from;
-        let mut stream_id = None;
-        for entry in segments {
-            // On damage: the records before it in this segment (each verified by its block's
-            // checksum), then the error.
-            let batch = async {
-                let mut out = Vec::new();
-                let seg = match fetch_segment(store.as_ref(), &entry, keyring.as_deref()).await {
-                    Ok(seg) => seg,
-                    Err(e) => return Err((out, e)),
-                };
-                // A record that is readable but not where it belongs.
-                let misplaced = |lsn, message: &str| RestoreError::Corrupt {
-                    key: entry.key.clone(),
-                    offset: None,
-                    lsn: Some(lsn),
-                    message: message.into(),
-                };
-                for r in records_of(&seg, &entry) {
-                    let r = r.map_err(|e| (std::mem::take(&mut out), e))?;
-                    if r.lsn < from {
-                        continue; // before the base: the first segment starts earlier
-                    }
-                    if r.lsn < next {
-                        // Two segments hold this LSN. vecwal never writes overlapping
-                        // segments for one stream and timeline, so which history is right
-                        // cannot be told: stop rather than pick one.
-                        let overlap = "this LSN is also in an earlier segment (overlapping \
-                                       segments in the store: two writers on one stream?)";
-                        return Err((out, misplaced(r.lsn, overlap)));
-                    }
-                    // `to`, or the branch point where a parent's segment leaves the path.
-                    if r.lsn > to || r.lsn > entry.range.last_lsn {
-                        break;
-                    }
-                    if r.lsn != next {
-                        let gap = RestoreError::Gap {
-                            from: next,
-                            to: r.lsn - 1,
-                            key: entry.key.clone(),
-                        };
-                        return Err((out, gap));
-                    }
-                    if *stream_id.get_or_insert(r.stream_id) != r.stream_id {
-                        let other = "belongs to another stream (stream id differs)";
-                        return Err((out, misplaced(r.lsn, other)));
-                    }
-                    next += 1;
-                    out.push(r);
-                }
-                Ok(out)
-            }
-            .await;
-            let (good, damage) = match batch {
-                Ok(out) => (out, None),
-                Err((out, e)) => (out, Some(e)),
+        let fetch = |entry: SegmentEntry| {
+            let (store, keyring) = (store.clone(), keyring.clone());
+            Prefetch(tokio::spawn(async move {
+                fetch_segment(store.as_ref(), &entry, keyring.as_deref()).await
+            }))
+        };
+        let mut reader = Reader {
+            tx,
+            next: from,
+            from,
+            to,
+            stream_id: None,
+            out: Vec::new(),
+            bytes: 0,
+        };
+        let mut entries = segments.into_iter();
+        let mut ahead = entries.next().map(|e| (e.clone(), fetch(e)));
+        while let Some((entry, this)) = ahead.take() {
+            ahead = entries.next().map(|e| (e.clone(), fetch(e)));
+            let seg = match this.wait().await {
+                Ok(seg) => seg,
+                Err(e) => return reader.fail(e).await,
             };
-            if (!good.is_empty() || damage.is_none()) && tx.send(Ok(good)).await.is_err() {
-                return;
-            }
-            if let Some(e) = damage {
-                let _ = tx.send(Err(e)).await;
-                return;
+            if let Err(e) = reader.segment(&seg, &entry).await {
+                if let Some(e) = e {
+                    reader.fail(e).await;
+                }
+                return; // the consumer is gone
             }
         }
-        if next <= to {
-            let _ = tx
-                .send(Err(RestoreError::Gap {
-                    from: next,
-                    to,
-                    key: "the end of the planned segments".into(),
-                }))
-                .await;
+        if reader.next <= to {
+            let gap = RestoreError::Gap {
+                from: reader.next,
+                to,
+                key: "the end of the planned segments".into(),
+            };
+            return reader.fail(gap).await;
         }
+        let _ = reader.flush().await;
     });
     rx
+}
+
+/// A segment downloading in its own task; stopped if it is no longer wanted.
+struct Prefetch(tokio::task::JoinHandle<Result<SealedSegment<Vec<u8>>, RestoreError>>);
+
+impl Prefetch {
+    async fn wait(mut self) -> Result<SealedSegment<Vec<u8>>, RestoreError> {
+        (&mut self.0).await.unwrap_or_else(|e| {
+            Err(RestoreError::Apply(format!(
+                "reading a segment failed: {e}"
+            )))
+        })
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The verifying walk of [`records`] and the batch it is filling.
+struct Reader {
+    tx: mpsc::Sender<Result<Vec<Record>, RestoreError>>,
+    next: u64,
+    from: u64,
+    to: u64,
+    stream_id: Option<u64>,
+    out: Vec<Record>,
+    bytes: usize,
+}
+
+impl Reader {
+    /// Hands on the batch; `Err` when the consumer is gone.
+    async fn flush(&mut self) -> Result<(), ()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        let batch = std::mem::take(&mut self.out);
+        self.tx.send(Ok(batch)).await.map_err(|_| ())
+    }
+
+    /// The records before the damage, then the damage.
+    async fn fail(mut self, e: RestoreError) {
+        if self.flush().await.is_ok() {
+            let _ = self.tx.send(Err(e)).await;
+        }
+    }
+
+    /// Walks one segment; `Err(Some(damage))` at damage or a gap, `Err(None)` when the
+    /// consumer is gone.
+    async fn segment(
+        &mut self,
+        seg: &SealedSegment<Vec<u8>>,
+        entry: &SegmentEntry,
+    ) -> Result<(), Option<RestoreError>> {
+        // A record that is readable but not where it belongs.
+        let misplaced = |lsn, message: &str| RestoreError::Corrupt {
+            key: entry.key.clone(),
+            offset: None,
+            lsn: Some(lsn),
+            message: message.into(),
+        };
+        for r in records_of(seg, entry) {
+            let r = r.map_err(Some)?;
+            if r.lsn < self.from {
+                continue; // before the base: the first segment starts earlier
+            }
+            if r.lsn < self.next {
+                // Two segments hold this LSN. vecwal never writes overlapping segments for
+                // one stream and timeline, so which history is right cannot be told: stop
+                // rather than pick one.
+                let overlap = "this LSN is also in an earlier segment (overlapping \
+                               segments in the store: two writers on one stream?)";
+                return Err(Some(misplaced(r.lsn, overlap)));
+            }
+            // `to`, or the branch point where a parent's segment leaves the path.
+            if r.lsn > self.to || r.lsn > entry.range.last_lsn {
+                break;
+            }
+            if r.lsn != self.next {
+                return Err(Some(RestoreError::Gap {
+                    from: self.next,
+                    to: r.lsn - 1,
+                    key: entry.key.clone(),
+                }));
+            }
+            if *self.stream_id.get_or_insert(r.stream_id) != r.stream_id {
+                let other = "belongs to another stream (stream id differs)";
+                return Err(Some(misplaced(r.lsn, other)));
+            }
+            self.next += 1;
+            self.bytes += r.payload.len();
+            self.out.push(r);
+            if self.out.len() >= BATCH_RECORDS || self.bytes >= BATCH_BYTES {
+                self.flush().await.map_err(|_| None)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `plan` cut short at the last sound record before the first damage or gap, for
