@@ -18,10 +18,22 @@ Q_HTTP, Q_GRPC = int(os.environ["Q_HTTP"]), int(os.environ["Q_GRPC"])
 P_HTTP, P_GRPC = int(os.environ["P_HTTP"]), int(os.environ["P_GRPC"])
 DIM, BATCH = 384, 100
 BATCHES = int(os.environ.get("BATCHES", "40"))
-ROUNDS = int(os.environ.get("ROUNDS", "3"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
 # Concurrent clients writing one collection (different points): 1, then this many.
 CLIENTS = int(os.environ.get("CLIENTS", "4"))
 rng = random.Random(7)
+# The proxy's CPU time (utime + stime, fields 14 and 15 of /proc/PID/stat, counted after
+# the command name in parentheses), to report its CPU per upsert request.
+PROXY_PID = os.environ.get("PROXY_PID")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proxy_cpu():
+    if not PROXY_PID:
+        return 0.0
+    with open(f"/proc/{PROXY_PID}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def client(http, grpc, prefer_grpc):
@@ -89,7 +101,10 @@ for n_clients in (1, CLIENTS):
             )
             data = batches(BATCHES, next_id)
             next_id += BATCHES * BATCH
-            results[(proto, path)].append(run(cs, name, data))
+            cpu0 = proxy_cpu()
+            pps, p99 = run(cs, name, data)
+            cpu_ms = (proxy_cpu() - cpu0) * 1000 / len(data)
+            results[(proto, path)].append((pps, p99, cpu_ms))
             admin.delete_collection(name)
     print(
         f"upsert: {BATCHES} batches of {BATCH} points, {DIM}-dim, wait=true, "
@@ -101,8 +116,10 @@ for n_clients in (1, CLIENTS):
             rs = results[(proto, path)]
             pps = sorted(x[0] for x in rs)[len(rs) // 2]
             p99 = sorted(x[1] for x in rs)[len(rs) // 2]
+            cpu = sorted(x[2] for x in rs)[len(rs) // 2]
             row[path] = (pps, p99)
-            print(f"  {proto:4} {path:6}: {pps:9.0f} points/s   p99 {p99:7.1f} ms per batch")
+            extra = f"   proxy CPU {cpu:5.2f} ms per request" if path == "proxy" and PROXY_PID else ""
+            print(f"  {proto:4} {path:6}: {pps:9.0f} points/s   p99 {p99:7.1f} ms per batch{extra}")
         print(f"  {proto:4} proxy/direct: {row['proxy'][0] / row['direct'][0]:.2f}x")
     sys.stdout.flush()
 

@@ -32,7 +32,7 @@ proxy2=$!; pids+=($proxy2)
 wait_line "$work/proxy.out" "listening on" 60 "$proxy" "$work/proxy.log"
 wait_line "$work/proxy2.out" "listening on" 60 "$proxy2" "$work/proxy2.log"
 
-Q_HTTP=$q_http Q_GRPC=$q_grpc P_HTTP=$p_http P_GRPC=$p_grpc P2_HTTP=$p2_http P2_GRPC=$p2_grpc \
+PROXY_PID=$proxy Q_HTTP=$q_http Q_GRPC=$q_grpc P_HTTP=$p_http P_GRPC=$p_grpc P2_HTTP=$p2_http P2_GRPC=$p2_grpc \
     HALF="$work/half.json" "$VECWAL_PYTHON" scripts/bench-qdrant.py
 kill -TERM "$proxy" "$proxy2"; wait "$proxy" "$proxy2" || true
 read -r direct points < <(python3 -c "import json;d=json.load(open('$work/half.json'));print(d['direct_bulk_pps'], d['points'])")

@@ -4,7 +4,8 @@
 #   pipeline 1 and 16: direct to Redis, through `vecwal proxy redis` with fsync always and
 #   everysec, and through twemproxy (Debian nutcracker, which logs nothing);
 #   replay: `vecwal replay` of the logged SETs into an empty Redis against `redis-cli --pipe`
-#   of the same commands. Beside req/s: the CPU time (utime+stime from /proc/PID/stat) the
+#   of the same commands; the proxy's peak memory with 50 to 1,000 client connections.
+#   Beside req/s: the CPU time (utime+stime from /proc/PID/stat) the
 #   proxy process spent per request, and Redis's own (the same for every target: the anchor).
 # Usage: scripts/bench-redis.sh [WORK_DIR] [REQUESTS]   (about 3 minutes at the default)
 set -euo pipefail
@@ -91,6 +92,21 @@ PY
     done
 done
 
+# Memory: peak RSS (VmHWM) of an everysec proxy, a fresh one per point on an emptied
+# Redis (a proxy's first full sync holds the RDB in memory: that would be the peak), while
+# redis-benchmark's SETs (1 KiB, pipeline 1) run flat out from 50, 250 and 1,000 client
+# connections; each connection has its own upstream connection, so the proxy holds twice
+# as many sockets. Needs `ulimit -n` above 2,100.
+echo "memory,clients,rps,proxy_peak_rss_mb"
+for clients in 50 250 1000; do
+    redis-cli -p "$redis_port" flushall >/dev/null
+    start_proxy memory everysec
+    row=$(redis-benchmark -h 127.0.0.1 -p "$port" -t set -d 1024 -c "$clients" -P 1 \
+        -n "$n" -r 100000 -q --csv 2>/dev/null | grep -v '^"test"')
+    hwm=$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$proxy_pid/status")
+    stop_proxy
+    python3 -c 'import csv, sys; r = next(csv.reader([sys.argv[1]])); print(f"memory,{sys.argv[2]},{float(r[1]):.0f},{sys.argv[3]}")' "$row" "$clients" "$hwm"
+done
 # Replay: what the always-proxy logged at pipeline 16 (its SETs and HSETs), into an empty
 # Redis, against redis-cli --pipe of the same commands.
 replay_port=$(free_port)
