@@ -134,6 +134,43 @@ impl Common {
         })
     }
 
+    /// Waits for the store to hold what the capture has logged when a source will be
+    /// compared, then plans the restore of `namespace` (`""`: a whole Redis) and notes its
+    /// window and base in `r`. Returns the plan, when the recovery time started (waiting for
+    /// the store is not part of it) and how long planning took.
+    pub async fn plan(
+        &self,
+        store: &Arc<dyn Store>,
+        stream: &str,
+        namespace: &str,
+        keyring: Option<&Keyring>,
+        compare: bool,
+        r: &mut Report,
+    ) -> anyhow::Result<(restore::Plan, Instant, Duration)> {
+        if compare {
+            eprintln!("waiting for the store to hold what the capture has logged (--catch-up)…");
+            drill::caught_up(store.as_ref(), stream, r.started_us, self.catch_up).await?;
+        }
+        let started = Instant::now();
+        let plan = restore::plan_on(
+            store.as_ref(),
+            stream,
+            namespace,
+            self.goal()?,
+            keyring,
+            false,
+            self.timeline,
+        )
+        .await?;
+        let cat = Catalog::load(store.as_ref(), stream).await?;
+        let collection = (!namespace.is_empty()).then_some(namespace);
+        r.window = Window::of(&cat.on_path(plan.timeline)?, collection);
+        r.base_lsn = plan.base.as_ref().map(|b| b.lsn);
+        let planned = started.elapsed();
+        eprintln!("restore plan:\n{}", plan.describe());
+        Ok((plan, started, planned))
+    }
+
     /// Opens the store and names the stream; the keyring.
     pub async fn open(&self) -> anyhow::Result<(Arc<dyn Store>, String, Option<Arc<Keyring>>)> {
         let keyring = self.crypt.keyring()?.map(Arc::new);
@@ -231,27 +268,9 @@ async fn drill_redis(
         Some(s) => Some(RedisTarget::parse(s).map_err(|e| anyhow::anyhow!("--source: {e}"))?),
         None => None,
     };
-    if source.is_some() {
-        eprintln!("waiting for the store to hold what the capture has logged (--catch-up)…");
-        drill::caught_up(store.as_ref(), stream, r.started_us, c.catch_up).await?;
-    }
-    // The recovery time counts from here: waiting for the store is not part of it.
-    let started = Instant::now();
-    let plan = restore::plan_on(
-        store.as_ref(),
-        stream,
-        "",
-        c.goal()?,
-        keyring.as_deref(),
-        false,
-        c.timeline,
-    )
-    .await?;
-    let cat = Catalog::load(store.as_ref(), stream).await?;
-    r.window = Window::of(&cat.on_path(plan.timeline)?, None);
-    r.base_lsn = plan.base.as_ref().map(|b| b.lsn);
-    let planned = started.elapsed();
-    eprintln!("restore plan:\n{}", plan.describe());
+    let (plan, started, planned) = c
+        .plan(store, stream, "", keyring.as_deref(), source.is_some(), r)
+        .await?;
 
     let mut scratch = None;
     let target = match &a.scratch_target {

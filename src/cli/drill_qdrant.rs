@@ -3,15 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context;
 
 use super::drill::{compare_detail, promote_base, source_moved, Common};
 use super::proxy::http_uri as uri;
 use super::restore_qdrant::grpc_target;
-use crate::catalog::Catalog;
-use crate::drill::{self, qdrant as qd, Report, Status, Window};
+use crate::drill::{self, qdrant as qd, Report, Status};
 use crate::restore::qdrant::target::Target;
 use crate::restore::qdrant::QdrantTarget;
 use crate::restore::{self};
@@ -85,27 +83,16 @@ async fn drill(
         }
         None => None,
     };
-    if a.source.is_some() {
-        eprintln!("waiting for the store to hold what the capture has logged (--catch-up)…");
-        drill::caught_up(store.as_ref(), stream, r.started_us, c.catch_up).await?;
-    }
-    // The recovery time counts from here: waiting for the store is not part of it.
-    let started = Instant::now();
-    let plan = restore::plan_on(
-        store.as_ref(),
-        stream,
-        &a.collection,
-        c.goal()?,
-        keyring.as_deref(),
-        false,
-        c.timeline,
-    )
-    .await?;
-    let cat = Catalog::load(store.as_ref(), stream).await?;
-    r.window = Window::of(&cat.on_path(plan.timeline)?, Some(&a.collection));
-    r.base_lsn = plan.base.as_ref().map(|b| b.lsn);
-    let planned = started.elapsed();
-    eprintln!("restore plan:\n{}", plan.describe());
+    let (plan, started, planned) = c
+        .plan(
+            store,
+            stream,
+            &a.collection,
+            keyring.as_deref(),
+            a.source.is_some(),
+            r,
+        )
+        .await?;
 
     let mut scratch = None;
     let target = match &a.scratch_target {
