@@ -264,11 +264,13 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        // Read once: a large upsert's body is most of the proxy's work on it.
+        let read = crate::protocol::qdrant::points::read_rest(m.what, &bytes);
         let (pass, touches) = self
             .claim(
                 &m,
-                |t| t.narrow(m.what, &bytes),
-                |t| crate::protocol::qdrant::rest::replayable(m.what, t, &bytes),
+                |t| t.narrow(&read.keys),
+                |t| crate::protocol::qdrant::rest::replayable(m.what, t, &read),
             )
             .await;
         let (method, namespace) = (parts.method.to_string(), namespace(&touches));

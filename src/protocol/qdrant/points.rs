@@ -17,8 +17,47 @@ use serde::Deserialize;
 
 use crate::protocol::protobuf::{walk, Value};
 
+mod scan;
+
 /// A point id in canonical form.
 pub type PointKey = Vec<u8>;
+
+/// A REST write's body, read once for everything the proxy asks of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestBody {
+    /// The points it touches, as [`rest`] reads them.
+    pub keys: Option<Vec<PointKey>>,
+    /// Whether it is valid JSON without an `update_filter` or `update_mode` (which only an
+    /// upsert has): then an upsert by id replays to the same state over a snapshot that
+    /// may already hold it.
+    pub unconditional: bool,
+}
+
+/// Reads the body of the REST mutation `what`: upserts and vector updates by the fast
+/// scanner ([`scan`]) when it is sure, everything else (and whatever it is unsure of) by
+/// `serde_json`.
+pub fn read_rest(what: &str, body: &[u8]) -> RestBody {
+    if matches!(what, "upsert points" | "update vectors") {
+        if let Some(r) = scan::upsert(body) {
+            return r;
+        }
+    }
+    read_rest_slowly(what, body)
+}
+
+/// [`read_rest`] by `serde_json` alone: the reference the scanner is tested against.
+fn read_rest_slowly(what: &str, body: &[u8]) -> RestBody {
+    #[derive(Deserialize)]
+    struct Conditions {
+        update_filter: Option<IgnoredAny>,
+        update_mode: Option<IgnoredAny>,
+    }
+    RestBody {
+        keys: rest(what, body),
+        unconditional: serde_json::from_slice::<Conditions>(body)
+            .is_ok_and(|c| c.update_filter.is_none() && c.update_mode.is_none()),
+    }
+}
 
 /// The points the REST mutation `what` (from [`super::rest::classify`]) with `body` touches,
 /// sorted; `None` when it is filter-based, unreadable or not a per-point write.

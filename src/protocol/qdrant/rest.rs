@@ -44,14 +44,12 @@ impl Touches {
         }
     }
 
-    /// Narrowed to the points `body` names, when it names them by id.
-    pub fn narrow(self, what: &str, body: &[u8]) -> Touches {
-        match self {
-            Touches::Collection(c) => match super::points::rest(what, body) {
-                Some(ids) => Touches::Points(c, ids),
-                None => Touches::Collection(c),
-            },
-            t => t,
+    /// Narrowed to the points a body names (`keys` of [`super::points::read_rest`]), when
+    /// it names them by id.
+    pub fn narrow(self, keys: &Option<Vec<super::points::PointKey>>) -> Touches {
+        match (self, keys) {
+            (Touches::Collection(c), Some(ids)) => Touches::Points(c, ids.clone()),
+            (t, _) => t,
         }
     }
 }
@@ -100,19 +98,13 @@ pub fn classify(method: &str, path: &str) -> Option<Mutation> {
 /// hold it (see `capture::qdrant::order`): an upsert without a condition (`update_filter`,
 /// `update_mode`) or a delete, of points named by id. Payload and vector changes are not:
 /// replayed over a snapshot where a later write deleted their point, they fail.
-pub fn replayable(what: &str, touches: &Touches, body: &[u8]) -> bool {
+pub fn replayable(what: &str, touches: &Touches, body: &super::points::RestBody) -> bool {
     if !matches!(touches, Touches::Points(..)) {
         return false;
     }
-    #[derive(serde::Deserialize)]
-    struct Conditions {
-        update_filter: Option<serde::de::IgnoredAny>,
-        update_mode: Option<serde::de::IgnoredAny>,
-    }
     match what {
         "delete points" => true,
-        "upsert points" => serde_json::from_slice::<Conditions>(body)
-            .is_ok_and(|c| c.update_filter.is_none() && c.update_mode.is_none()),
+        "upsert points" => body.unconditional,
         _ => false,
     }
 }
@@ -197,6 +189,13 @@ mod tests {
 
     #[test]
     fn only_unconditional_upserts_and_deletes_by_id_replay_over_themselves() {
+        let replayable = |what, t: &Touches, body: &[u8]| {
+            replayable(
+                what,
+                t,
+                &crate::protocol::qdrant::points::read_rest(what, body),
+            )
+        };
         let ids = Touches::Points("c".into(), vec![vec![1]]);
         let up = br#"{"points":[{"id":1,"vector":[1,0]}]}"#;
         assert!(replayable("upsert points", &ids, up));

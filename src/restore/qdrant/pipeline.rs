@@ -104,7 +104,10 @@ fn touches(op: &Operation, namespace: &str) -> Touches {
             method, path, body, ..
         } => {
             let path = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
-            rest::classify(method, path).map_or(Touches::All, |m| m.touches.narrow(m.what, body))
+            rest::classify(method, path).map_or(Touches::All, |m| {
+                let keys = crate::protocol::qdrant::points::read_rest(m.what, body).keys;
+                m.touches.narrow(&keys)
+            })
         }
         Operation::QdrantGrpc { path, message } => {
             grpc::classify(path, message).map_or(Touches::All, |m| m.touches)
