@@ -226,7 +226,8 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<()> {
         self.i += 1; // the opening quote
         loop {
-            let rest = &self.b[self.i..];
+            // `get`: a body may end right after a backslash.
+            let rest = self.b.get(self.i..)?;
             let at = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
             if rest[at] == b'"' {
                 self.i += at + 1;
@@ -330,6 +331,13 @@ mod tests {
         ] {
             assert!(!agrees(body), "sure of {body}");
         }
+        // Cut anywhere, a body is never read (and never panics the proxy).
+        let body = r#"{"points":[{"id":1,"payload":{"s":"a\"b\\"},"vector":[1,2]}]}"#;
+        assert!(agrees(body));
+        for cut in 0..body.len() {
+            assert_eq!(upsert(&body.as_bytes()[..cut]), None, "{cut}");
+        }
+        assert_eq!(upsert(br#"{"points":[{"x":"\"#), None);
         // Where serde_json reads it, so does the scanner.
         assert!(agrees(
             r#"{"points":null,"batch":{"ids":[18446744073709551615]}}"#
