@@ -88,6 +88,11 @@ struct QdrantArgs {
 /// VECWAL.SNAPSHOT sent to the proxy). Restarted on the same --data-dir, the proxy
 /// continues the log with a partial resync.
 ///
+/// Clients without session state share --shared-connections upstream connections, as
+/// with twemproxy: cheaper for Redis and the proxy. A client's first command that needs a
+/// connection of its own (AUTH, HELLO, SELECT, MULTI, WATCH, blocking pops, SUBSCRIBE,
+/// CLIENT, admin commands) moves it, once its earlier replies are in, to a dedicated one.
+///
 /// Clients log in through the proxy as they would to Redis (AUTH/HELLO pass through). The
 /// proxy's own connections use the credentials of --upstream, or the password in
 /// --upstream-password-env; that user needs only
@@ -113,6 +118,10 @@ struct RedisArgs {
     /// How often to take an aligned base snapshot (0: only at start and on demand).
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::time::parse_duration)]
     snapshot_interval: Duration,
+    /// Upstream connections shared by clients without session state (0: every client
+    /// gets its own, as Redis would see it without the proxy).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    shared_connections: usize,
     #[command(flatten)]
     capture: CaptureArgs,
 }
@@ -140,6 +149,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             keyring: opened.keyring,
             ship: opened.ship,
             snapshot_interval: a.snapshot_interval,
+            shared_connections: a.shared_connections,
         },
     )
     .await?;

@@ -24,6 +24,9 @@ pub struct CommandInfo {
     pub step: i64,
     /// Keys cannot be found from fixed positions.
     pub movable: bool,
+    /// Neither reads nor changes the connection's own state and never waits: it may share
+    /// an upstream connection with other clients' commands (see [`CommandTable::route`]).
+    pub shareable: bool,
 }
 
 /// What a command does to the keyspace, as far as ordering and logging go.
@@ -77,6 +80,16 @@ impl CommandTable {
             })
             .collect();
         let has = |s: &str| flags.iter().any(|x| x == s);
+        let categories: Vec<String> = f
+            .get(6)
+            .and_then(Value::items)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|x| {
+                x.bytes()
+                    .map(|b| String::from_utf8_lossy(b).to_ascii_lowercase())
+            })
+            .collect();
         let info = CommandInfo {
             write: has("write"),
             may_replicate: has("may_replicate"),
@@ -86,8 +99,12 @@ impl CommandTable {
             last_key: f.get(4).and_then(Value::int).unwrap_or(0),
             step: f.get(5).and_then(Value::int).unwrap_or(0),
             movable: has("movablekeys"),
+            shareable: shareable(&name, &flags, &categories),
         };
+        let mut info = info;
         if let Some(subs) = f.get(9).and_then(Value::items).filter(|s| !s.is_empty()) {
+            // A container with an unknown subcommand falls back to its own entry.
+            info.shareable = false;
             self.containers.insert(name.clone());
             for s in subs {
                 self.add(s, Some(&name));
@@ -120,11 +137,16 @@ impl CommandTable {
         match self.get(argv) {
             // Not in the table: a module loaded since it was read, or a typo Redis refuses.
             None => Effect::Always,
-            Some(i) if !i.write && !i.may_replicate => Effect::None,
-            // A script or a module command may fail after it wrote; a core command that
-            // answers with an error changed nothing.
-            Some(i) if i.module || is_script(argv) => Effect::Always,
-            Some(_) => Effect::OnSuccess,
+            Some(i) => effect_of(i, argv),
+        }
+    }
+
+    /// [`CommandTable::effect`], and whether the command may share an upstream connection
+    /// with other clients' commands (one table lookup: this runs for every request).
+    pub fn route(&self, argv: &[Vec<u8>]) -> (Effect, bool) {
+        match self.get(argv) {
+            None => (Effect::Always, false),
+            Some(i) => (effect_of(i, argv), i.shareable),
         }
     }
 
@@ -167,6 +189,78 @@ pub enum Effect {
     OnSuccess,
     /// Whatever it answers.
     Always,
+}
+
+fn effect_of(i: &CommandInfo, argv: &[Vec<u8>]) -> Effect {
+    if !i.write && !i.may_replicate {
+        Effect::None
+    } else if i.module || is_script(argv) {
+        // A script or a module command may fail after it wrote; a core command that
+        // answers with an error changed nothing.
+        Effect::Always
+    } else {
+        Effect::OnSuccess
+    }
+}
+
+/// Whether a command may go to Redis on a connection other clients' commands share. Such a
+/// connection is a plain, unauthenticated connection to database 0, as a new client's is,
+/// and it must stay so for every client on it: nothing that changes or reads the
+/// connection's own state (AUTH, SELECT, HELLO, CLIENT, transactions, pub/sub, tracking),
+/// nothing that blocks it (blocking pops, WAIT), and nothing an operator runs (`@admin`:
+/// MONITOR, CONFIG, DEBUG, …) since it may stop the connection. Judged from Redis's own
+/// flags and ACL categories, so a module's or a newer Redis's commands are judged too; a
+/// command not in the table is never shared.
+fn shareable(name: &str, flags: &[String], categories: &[String]) -> bool {
+    let flag = |s: &str| flags.iter().any(|x| x == s);
+    let category = |s: &str| categories.iter().any(|x| x == s);
+    if flag("blocking") || flag("pubsub") || flag("admin") || flag("no_multi") {
+        return false;
+    }
+    if [
+        "@transaction",
+        "@pubsub",
+        "@blocking",
+        "@admin",
+        "@dangerous",
+    ]
+    .iter()
+    .any(|c| category(c))
+    {
+        // @dangerous holds CLIENT KILL, FLUSHALL, KEYS, … : most would do no harm, but
+        // they are rare and a dedicated connection costs them nothing.
+        return false;
+    }
+    // @connection holds PING and ECHO, which touch no state, and everything that does.
+    if category("@connection") && !matches!(name, "ping" | "echo") {
+        return false;
+    }
+    // Explicitly, whatever a table says of them.
+    !matches!(
+        name.split('|').next().unwrap_or(name),
+        "auth"
+            | "hello"
+            | "select"
+            | "reset"
+            | "quit"
+            | "client"
+            | "multi"
+            | "exec"
+            | "discard"
+            | "watch"
+            | "unwatch"
+            | "wait"
+            | "waitaof"
+            | "monitor"
+            | "sync"
+            | "psync"
+            | "readonly"
+            | "readwrite"
+            | "asking"
+            | "replconf"
+            | "shutdown"
+            | "debug"
+    )
 }
 
 fn is_script(argv: &[Vec<u8>]) -> bool {

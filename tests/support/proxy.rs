@@ -82,6 +82,7 @@ impl Proxied {
                 ..Default::default()
             },
             snapshot_interval: Duration::ZERO,
+            shared_connections: 1,
         };
         let proxy = rt
             .block_on(RunningProxy::start(Arc::new(log), opts))

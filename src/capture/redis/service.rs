@@ -29,6 +29,8 @@ pub struct ProxyOptions {
     pub ship: ShipConfig,
     /// Zero: only at start and on demand.
     pub snapshot_interval: Duration,
+    /// Upstream connections shared by clients without session state; zero: none shared.
+    pub shared_connections: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +102,7 @@ impl RunningProxy {
             opts.upstream.addr.clone(),
             tap.handle(),
             prober,
+            opts.shared_connections,
         );
         let serve = tokio::spawn(async move {
             if let Err(e) = core.serve(listener).await {

@@ -20,6 +20,7 @@
 
 mod replies;
 mod requests;
+mod shared;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub struct ProxyCore {
     tap: TapHandle,
     prober: Prober,
     next_conn: AtomicU64,
+    shared_connections: usize,
 }
 
 impl ProxyCore {
@@ -55,6 +57,7 @@ impl ProxyCore {
         upstream_addr: String,
         tap: TapHandle,
         prober: Prober,
+        shared_connections: usize,
     ) -> Arc<ProxyCore> {
         Arc::new(ProxyCore {
             log,
@@ -63,6 +66,7 @@ impl ProxyCore {
             tap,
             prober,
             next_conn: AtomicU64::new(1),
+            shared_connections,
         })
     }
 
@@ -71,37 +75,51 @@ impl ProxyCore {
         // Connections live in this set: when the proxy stops (this task is aborted) they
         // end with it, and none keeps the log alive.
         let mut connections = tokio::task::JoinSet::new();
+        let pool = shared::Pool::new(self.clone(), self.shared_connections);
         loop {
             while connections.try_join_next().is_some() {}
             let (client, peer) = listener.accept().await?;
             let core = self.clone();
+            let pool = pool.clone();
             connections.spawn(async move {
-                if let Err(e) = core.connection(client).await {
+                if let Err(e) = core.connection(&pool, client).await {
                     tracing::debug!(%peer, error = %e, "client connection ended");
                 }
             });
         }
     }
 
-    async fn connection(self: Arc<Self>, mut client: TcpStream) -> std::io::Result<()> {
+    async fn connection(
+        self: Arc<Self>,
+        pool: &shared::Pool,
+        client: TcpStream,
+    ) -> std::io::Result<()> {
         use tokio::io::AsyncWriteExt;
         client.set_nodelay(true)?;
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(id, "client connected");
+        let (mut cr, mut cw) = client.into_split();
+        let mut buf = Vec::with_capacity(16 << 10);
+        if let Some(mux) = pool.attach().await {
+            match shared::serve(&self, mux, &mut cr, cw, &mut buf).await? {
+                shared::Outcome::Ended => return Ok(()),
+                shared::Outcome::Dedicate(w) => cw = w,
+            }
+            tracing::trace!(id, "client moves to a dedicated upstream connection");
+        }
         let upstream = match TcpStream::connect(&self.upstream_addr).await {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reach the upstream Redis");
                 let msg = "-ERR vecwal: cannot reach the upstream Redis\r\n";
-                client.write_all(msg.as_bytes()).await?;
+                cw.write_all(msg.as_bytes()).await?;
                 return Ok(());
             }
         };
         upstream.set_nodelay(true)?;
-        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        tracing::trace!(id, "client connected");
-        let (cr, cw) = client.into_split();
         let (ur, uw) = upstream.into_split();
         let (tx, rx) = mpsc::unbounded_channel();
-        let requests = tokio::spawn(requests::run(self.clone(), cr, uw, tx));
+        let requests = tokio::spawn(requests::run(self.clone(), cr, uw, tx, buf));
         let r = replies::run(self.clone(), ur, cw, rx).await;
         requests.abort();
         r

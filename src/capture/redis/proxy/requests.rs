@@ -74,16 +74,13 @@ pub(super) async fn run(
     mut client: OwnedReadHalf,
     mut upstream: OwnedWriteHalf,
     tx: mpsc::UnboundedSender<Vec<Expect>>,
+    mut buf: Vec<u8>,
 ) -> std::io::Result<()> {
-    let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut expects: Vec<Expect> = Vec::new();
     let mut s = Session::default();
     loop {
-        buf.reserve(16 << 10);
-        if client.read_buf(&mut buf).await? == 0 {
-            return Ok(());
-        }
+        // `buf` may start with what the client sent before it left a shared connection.
         let mut used = 0;
         loop {
             let (argv, n) = match parse_command(&buf[used..]) {
@@ -199,6 +196,10 @@ pub(super) async fn run(
         buf.drain(..used);
         send(&tx, &mut expects)?;
         flush(&mut upstream, &mut out).await?;
+        buf.reserve(16 << 10);
+        if client.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
     }
 }
 

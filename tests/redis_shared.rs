@@ -1,0 +1,190 @@
+//! Shared upstream connections (the default): clients without session state have their
+//! commands sent to Redis on one connection, each gets its own replies, a client leaves for
+//! a dedicated connection at its first command that needs one, and losing the shared
+//! connection disconnects its clients as Redis itself would.
+
+#[path = "support/proxy.rs"]
+mod proxy;
+#[path = "support/redis.rs"]
+mod redis;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Barrier};
+
+use proxy::{words, Proxied};
+use redis::Redis;
+use vecwal::protocol::resp::encode_command;
+
+fn cmd(argv: &[&str]) -> Vec<u8> {
+    encode_command(
+        &argv
+            .iter()
+            .map(|a| a.as_bytes().to_vec())
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn bulk(s: &str) -> Vec<u8> {
+    format!("${}\r\n{s}\r\n", s.len()).into_bytes()
+}
+
+/// Normal (not replica) client connections Redis has, besides the one asking.
+fn normal_clients(server: &Redis) -> Vec<String> {
+    let list = words(&mut server.conn(), &["CLIENT", "LIST", "TYPE", "normal"]).text();
+    list.lines()
+        .filter(|l| !l.contains("cmd=client|list"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn clients_without_session_state_share_one_upstream_connection_and_get_their_own_replies() {
+    const CLIENTS: usize = 24;
+    const ROUNDS: usize = 40;
+    let server = Redis::start(&[]);
+    let mut p = Proxied::start(&server, None);
+    let all_connected = Arc::new(Barrier::new(CLIENTS + 1));
+    let counted = Arc::new(Barrier::new(CLIENTS + 1));
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|t| {
+            let addr = p.addr();
+            let (all_connected, counted) = (all_connected.clone(), counted.clone());
+            std::thread::spawn(move || {
+                let mut c = redis::Conn::connect(&addr);
+                assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
+                all_connected.wait();
+                counted.wait();
+                for round in 0..ROUNDS {
+                    // Values of different lengths per client and round: a reply given to the
+                    // wrong client, or out of order, cannot match.
+                    let key = format!("k:{t}:{round}");
+                    let value = "v".repeat(1 + (t * 7 + round * 13) % 300);
+                    let mut pipe = cmd(&["SET", &key, &value]);
+                    pipe.extend(cmd(&["GET", &key]));
+                    pipe.extend(cmd(&["INCR", &format!("n:{t}")]));
+                    pipe.extend(cmd(&["STRLEN", &key]));
+                    let r = c.raw_pipeline(&pipe, 4);
+                    assert_eq!(r[0], b"+OK\r\n");
+                    assert_eq!(r[1], bulk(&value), "client {t} round {round}");
+                    assert_eq!(r[2], format!(":{}\r\n", round + 1).into_bytes());
+                    assert_eq!(r[3], format!(":{}\r\n", value.len()).into_bytes());
+                }
+            })
+        })
+        .collect();
+    all_connected.wait();
+    // 24 clients, and on Redis's side one shared connection (besides the proxy's offset
+    // probe, opened at the first write, and the tap, which is a replica).
+    let normal: Vec<String> = normal_clients(&server)
+        .into_iter()
+        .filter(|l| !l.contains("cmd=info"))
+        .collect();
+    assert_eq!(
+        normal.len(),
+        1,
+        "expected one shared connection: {normal:#?}"
+    );
+    assert!(normal[0].contains("tot-cmds=24"), "{normal:#?}");
+    counted.wait();
+    for w in workers {
+        w.join().unwrap();
+    }
+    p.stop();
+    let sets: BTreeSet<String> = p
+        .logged_commands()
+        .into_iter()
+        .flat_map(|(_, cmds)| cmds)
+        .filter(|c| c[0].eq_ignore_ascii_case("set"))
+        .map(|c| c[1].clone())
+        .collect();
+    assert_eq!(sets.len(), CLIENTS * ROUNDS, "every SET is logged once");
+}
+
+#[test]
+fn a_client_leaves_the_shared_connection_at_its_first_session_command_in_order() {
+    let server = Redis::start(&[]);
+    let mut p = Proxied::start(&server, None);
+    let mut c = p.conn();
+    // One write from the client: shared commands, then SELECT, then commands that must run
+    // in database 1 on the client's own connection, after the ones before.
+    let mut pipe = cmd(&["SET", "a", "0"]);
+    pipe.extend(cmd(&["INCR", "a"]));
+    pipe.extend(cmd(&["SELECT", "1"]));
+    pipe.extend(cmd(&["SET", "a", "x"]));
+    pipe.extend(cmd(&["GET", "a"]));
+    let r = c.raw_pipeline(&pipe, 5);
+    let expected: [&[u8]; 5] = [
+        b"+OK\r\n",
+        b":1\r\n",
+        b"+OK\r\n",
+        b"+OK\r\n",
+        b"$1\r\nx\r\n",
+    ];
+    assert_eq!(r, expected);
+    // Session state is the client's own from then on.
+    assert_eq!(c.cmd(&["CLIENT", "SETNAME", "mine"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["CLIENT", "GETNAME"]), b"$4\r\nmine\r\n");
+    assert_eq!(c.cmd(&["GET", "a"]), b"$1\r\nx\r\n", "still in database 1");
+    let mut direct = server.conn();
+    assert_eq!(direct.cmd(&["GET", "a"]), b"$1\r\n1\r\n");
+    // Another client is not affected: it is on the shared connection, in database 0.
+    let mut other = p.conn();
+    assert_eq!(other.cmd(&["GET", "a"]), b"$1\r\n1\r\n");
+    assert_eq!(other.cmd(&["CLIENT", "GETNAME"]), b"$-1\r\n");
+    // A blocking pop moves a client too: the shared connection is never blocked.
+    let mut popper = p.conn();
+    assert_eq!(popper.cmd(&["SET", "p", "1"]), b"+OK\r\n");
+    let blocked = std::thread::spawn(move || popper.cmd(&["BLPOP", "list", "10"]));
+    // While it blocks, shared clients go on.
+    assert_eq!(other.cmd(&["INCR", "a"]), b":2\r\n");
+    let mut pusher = p.conn();
+    assert_eq!(pusher.cmd(&["RPUSH", "list", "e"]), b":1\r\n");
+    assert_eq!(
+        blocked.join().unwrap(),
+        b"*2\r\n$4\r\nlist\r\n$1\r\ne\r\n".to_vec()
+    );
+    p.stop();
+    let logged: Vec<(String, Vec<String>)> = p
+        .logged_commands()
+        .into_iter()
+        .flat_map(|(ns, cmds)| cmds.into_iter().map(move |c| (ns.clone(), c)))
+        .filter(|(_, c)| c[0].eq_ignore_ascii_case("set") || c[0].eq_ignore_ascii_case("incr"))
+        .filter(|(_, c)| c[1] == "a")
+        .map(|(ns, c)| (ns, c.iter().map(|s| s.to_ascii_lowercase()).collect()))
+        .collect();
+    let w = |ns: &str, v: &[&str]| (ns.to_string(), v.iter().map(|s| s.to_string()).collect());
+    assert_eq!(
+        logged,
+        vec![
+            w("0", &["set", "a", "0"]),
+            w("0", &["incr", "a"]),
+            w("1", &["set", "a", "x"]),
+            w("0", &["incr", "a"]),
+        ]
+    );
+}
+
+#[test]
+fn losing_the_shared_connection_disconnects_its_clients_and_new_ones_get_another() {
+    let server = Redis::start(&[]);
+    let p = Proxied::start(&server, None);
+    let mut c = p.conn();
+    assert_eq!(c.cmd(&["SET", "x", "1"]), b"+OK\r\n");
+    let shared: Vec<String> = normal_clients(&server)
+        .into_iter()
+        .filter(|l| l.contains("cmd=set"))
+        .collect();
+    assert_eq!(shared.len(), 1, "{shared:#?}");
+    let id = shared[0]
+        .split(' ')
+        .find_map(|f| f.strip_prefix("id="))
+        .unwrap()
+        .to_string();
+    assert_eq!(server.conn().cmd(&["CLIENT", "KILL", "ID", &id]), b":1\r\n");
+    // As if its own connection had been killed: the client is disconnected, and its next
+    // command gets no reply.
+    assert_eq!(c.try_pipeline(&cmd(&["SET", "x", "2"]), 1), None);
+    let mut fresh = p.conn();
+    assert_eq!(fresh.cmd(&["GET", "x"]), b"$1\r\n1\r\n");
+    assert_eq!(fresh.cmd(&["SET", "y", "2"]), b"+OK\r\n");
+}
