@@ -84,11 +84,16 @@ fn clients_without_session_state_share_one_upstream_connection_and_get_their_own
         1,
         "expected one shared connection: {normal:#?}"
     );
-    assert!(normal[0].contains("tot-cmds=24"), "{normal:#?}");
+    // Its own INFO replication when it opened, then the 24 clients' PINGs.
+    assert!(normal[0].contains("tot-cmds=25"), "{normal:#?}");
     counted.wait();
     for w in workers {
         w.join().unwrap();
     }
+    // Every write's reply was held by the ROLE sent behind its batch: the offset probe,
+    // opened at the first hold that needs it, was never needed.
+    let normal = normal_clients(&server);
+    assert_eq!(normal.len(), 1, "{normal:#?}");
     p.stop();
     let sets: BTreeSet<String> = p
         .logged_commands()
@@ -170,9 +175,10 @@ fn losing_the_shared_connection_disconnects_its_clients_and_new_ones_get_another
     let p = Proxied::start(&server, None);
     let mut c = p.conn();
     assert_eq!(c.cmd(&["SET", "x", "1"]), b"+OK\r\n");
+    // The connection whose last command was the ROLE sent behind the SET.
     let shared: Vec<String> = normal_clients(&server)
         .into_iter()
-        .filter(|l| l.contains("cmd=set"))
+        .filter(|l| l.contains("cmd=role"))
         .collect();
     assert_eq!(shared.len(), 1, "{shared:#?}");
     let id = shared[0]
@@ -187,4 +193,46 @@ fn losing_the_shared_connection_disconnects_its_clients_and_new_ones_get_another
     let mut fresh = p.conn();
     assert_eq!(fresh.cmd(&["GET", "x"]), b"$1\r\n1\r\n");
     assert_eq!(fresh.cmd(&["SET", "y", "2"]), b"+OK\r\n");
+}
+
+#[test]
+fn a_shared_connection_not_allowed_role_or_info_holds_its_writes_by_the_probe() {
+    // The shared connection logs in as a new client does: as Redis's default user, here
+    // one that may write but not ask ROLE or INFO. The proxy's own user may.
+    let server = Redis::start(&[]);
+    let mut admin = server.conn();
+    admin.ok(&["ACL", "SETUSER", "vecwal", "on", ">pw", "+@all", "~*"]);
+    admin.ok(&["ACL", "SETUSER", "default", "-role"]);
+    let mut p = Proxied::start_user(&server, "vecwal", "pw");
+    let mut c = p.conn();
+    assert_eq!(c.cmd(&["SET", "a", "1"]), b"+OK\r\n");
+    admin.ok(&["ACL", "SETUSER", "default", "-info"]);
+    // A second shared connection (the first is killed) cannot read the replication id.
+    let first: Vec<String> = normal_clients(&server)
+        .into_iter()
+        .filter(|l| l.contains("cmd=role"))
+        .collect();
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let id = first[0]
+        .split(' ')
+        .find_map(|f| f.strip_prefix("id="))
+        .unwrap();
+    admin.ok(&["CLIENT", "KILL", "ID", id]);
+    assert_eq!(c.try_pipeline(&cmd(&["PING"]), 1), None);
+    let mut c = p.conn();
+    assert_eq!(c.cmd(&["SET", "b", "2"]), b"+OK\r\n");
+    let probe: Vec<String> = normal_clients(&server)
+        .into_iter()
+        .filter(|l| l.contains("user=vecwal") && l.contains("cmd=info"))
+        .collect();
+    assert_eq!(probe.len(), 1, "the probe held the replies: {probe:#?}");
+    p.stop();
+    let sets: Vec<String> = p
+        .logged_commands()
+        .into_iter()
+        .flat_map(|(_, cmds)| cmds)
+        .filter(|c| c[0].eq_ignore_ascii_case("set"))
+        .map(|c| c[1].clone())
+        .collect();
+    assert_eq!(sets, ["a", "b"]);
 }

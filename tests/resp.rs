@@ -2,7 +2,7 @@
 //! whole and exactly; every strict prefix asks for more bytes; no input panics.
 
 use proptest::prelude::*;
-use vecwal::protocol::resp::{encode_command, parse_command, scan};
+use vecwal::protocol::resp::{encode_command, parse_command, parse_command_spans, scan};
 
 /// A RESP3 value, as bytes, built from a random tree.
 #[derive(Debug, Clone)]
@@ -127,6 +127,34 @@ proptest! {
             if let Ok(Some((_, n))) = parse_command(input) {
                 prop_assert!(n <= input.len());
             }
+            same_spans(input)?;
         }
     }
+
+    #[test]
+    fn spans_are_the_arguments_parse_command_copies(
+        argv in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..30), 1..8),
+        inline in prop::collection::vec(prop::sample::select(&b"ab \t\r\nx"[..]), 0..24),
+    ) {
+        let enc = encode_command(&argv);
+        for cut in 0..=enc.len() {
+            same_spans(&enc[..cut])?;
+        }
+        same_spans(&inline)?;
+    }
+}
+
+/// `parse_command_spans` frames `input` exactly as `parse_command` does.
+fn same_spans(input: &[u8]) -> Result<(), TestCaseError> {
+    let mut spans = Vec::new();
+    match (parse_command(input), parse_command_spans(input, &mut spans)) {
+        (Ok(Some((argv, n))), Ok(Some(m))) => {
+            prop_assert_eq!(n, m);
+            let copied: Vec<Vec<u8>> = spans.iter().map(|r| input[r.clone()].to_vec()).collect();
+            prop_assert_eq!(argv, copied);
+        }
+        (Ok(None), Ok(None)) | (Err(_), Err(_)) => {}
+        (a, b) => prop_assert!(false, "parse_command {:?}, spans {:?}", a, b),
+    }
+    Ok(())
 }

@@ -142,11 +142,33 @@ impl CommandTable {
     }
 
     /// [`CommandTable::effect`], and whether the command may share an upstream connection
-    /// with other clients' commands (one table lookup: this runs for every request).
-    pub fn route(&self, argv: &[Vec<u8>]) -> (Effect, bool) {
-        match self.get(argv) {
+    /// with other clients' commands, from its name and first argument (a container's
+    /// subcommand). This runs for every request the proxy forwards, so it looks up without
+    /// allocating: names are lowercased on the stack.
+    pub fn route(&self, name: &[u8], first: Option<&[u8]>) -> (Effect, bool) {
+        let mut lower = [0u8; 96];
+        let Some(n) = lowercase(name, &mut lower) else {
+            return (Effect::Always, false); // no command has such a name
+        };
+        let mut info = None;
+        if let Some(sub) = first.filter(|_| self.containers.contains(n)) {
+            let mut full = [0u8; 96];
+            let (head, rest) = full.split_at_mut(n.len() + 1);
+            head[..n.len()].copy_from_slice(n.as_bytes());
+            head[n.len()] = b'|';
+            if let Some(s) = lowercase(sub, rest) {
+                let len = n.len() + 1 + s.len();
+                info = std::str::from_utf8(&full[..len])
+                    .ok()
+                    .and_then(|f| self.cmds.get(f));
+            }
+        }
+        match info.or_else(|| self.cmds.get(n)) {
             None => (Effect::Always, false),
-            Some(i) => (effect_of(i, argv), i.shareable),
+            Some(i) => {
+                let script = matches!(n, "eval" | "evalsha" | "fcall");
+                (effect_from(i, script), i.shareable)
+            }
         }
     }
 
@@ -192,9 +214,13 @@ pub enum Effect {
 }
 
 fn effect_of(i: &CommandInfo, argv: &[Vec<u8>]) -> Effect {
+    effect_from(i, is_script(argv))
+}
+
+fn effect_from(i: &CommandInfo, script: bool) -> Effect {
     if !i.write && !i.may_replicate {
         Effect::None
-    } else if i.module || is_script(argv) {
+    } else if i.module || script {
         // A script or a module command may fail after it wrote; a core command that
         // answers with an error changed nothing.
         Effect::Always
@@ -263,6 +289,15 @@ fn shareable(name: &str, flags: &[String], categories: &[String]) -> bool {
     )
 }
 
+/// `name` in lowercase in `buf`, if it fits and is UTF-8.
+fn lowercase<'a>(name: &[u8], buf: &'a mut [u8]) -> Option<&'a str> {
+    let out = buf.get_mut(..name.len())?;
+    for (o, b) in out.iter_mut().zip(name) {
+        *o = b.to_ascii_lowercase();
+    }
+    std::str::from_utf8(out).ok()
+}
+
 fn is_script(argv: &[Vec<u8>]) -> bool {
     let name = argv[0].to_ascii_lowercase();
     matches!(name.as_slice(), b"eval" | b"evalsha" | b"fcall")
@@ -293,6 +328,135 @@ mod tests {
 
     fn argv(words: &[&str]) -> Vec<Vec<u8>> {
         words.iter().map(|w| w.as_bytes().to_vec()).collect()
+    }
+
+    /// A `COMMAND INFO` entry as Redis 8 sends it.
+    fn entry(name: &str, flags: &[&str], categories: &[&str], subs: Vec<Value>) -> Value {
+        let bulks = |v: &[&str]| {
+            Value::Array(Some(
+                v.iter()
+                    .map(|s| Value::Bulk(Some(s.as_bytes().to_vec())))
+                    .collect(),
+            ))
+        };
+        Value::Array(Some(vec![
+            Value::Bulk(Some(name.as_bytes().to_vec())),
+            Value::Int(-1),
+            bulks(flags),
+            Value::Int(1),
+            Value::Int(1),
+            Value::Int(1),
+            bulks(categories),
+            bulks(&[]),
+            bulks(&[]),
+            Value::Array(Some(subs)),
+        ]))
+    }
+
+    #[test]
+    fn only_commands_that_keep_a_connection_plain_are_shareable() {
+        let mut t = CommandTable::default();
+        for e in [
+            entry(
+                "set",
+                &["write", "denyoom"],
+                &["@write", "@string", "@slow"],
+                vec![],
+            ),
+            entry(
+                "get",
+                &["readonly", "fast"],
+                &["@read", "@string", "@fast"],
+                vec![],
+            ),
+            entry(
+                "eval",
+                &["noscript", "may_replicate"],
+                &["@slow", "@scripting"],
+                vec![],
+            ),
+            entry("ping", &["fast"], &["@fast", "@connection"], vec![]),
+            entry(
+                "select",
+                &["loading", "fast"],
+                &["@fast", "@connection"],
+                vec![],
+            ),
+            entry(
+                "blpop",
+                &["write", "blocking"],
+                &["@write", "@list", "@blocking"],
+                vec![],
+            ),
+            entry(
+                "multi",
+                &["noscript", "fast", "no_multi"],
+                &["@fast", "@transaction"],
+                vec![],
+            ),
+            entry(
+                "flushall",
+                &["write"],
+                &["@keyspace", "@write", "@dangerous"],
+                vec![],
+            ),
+            entry("subscribe", &["pubsub"], &["@pubsub", "@slow"], vec![]),
+            entry("vadd", &["write", "module"], &["@write", "@module"], vec![]),
+            entry(
+                "object",
+                &[],
+                &["@slow"],
+                vec![entry(
+                    "object|encoding",
+                    &["readonly"],
+                    &["@read", "@keyspace"],
+                    vec![],
+                )],
+            ),
+            entry(
+                "client",
+                &[],
+                &["@slow"],
+                vec![entry(
+                    "client|id",
+                    &["fast"],
+                    &["@slow", "@connection"],
+                    vec![],
+                )],
+            ),
+        ] {
+            t.add(&e, None);
+        }
+        let route =
+            |name: &str, first: Option<&str>| t.route(name.as_bytes(), first.map(str::as_bytes));
+        assert_eq!(route("SET", Some("k")), (Effect::OnSuccess, true));
+        assert_eq!(route("get", Some("k")), (Effect::None, true));
+        assert_eq!(route("EvAl", Some("return 1")), (Effect::Always, true));
+        assert_eq!(route("PING", None), (Effect::None, true));
+        assert_eq!(route("VADD", Some("v")), (Effect::Always, true));
+        assert_eq!(route("OBJECT", Some("ENCODING")), (Effect::None, true));
+        // The container alone, or with a subcommand it does not have, is not shared.
+        assert_eq!(route("object", None), (Effect::None, false));
+        assert_eq!(route("object", Some("nosuch")), (Effect::None, false));
+        for (name, first) in [
+            ("select", Some("1")),
+            ("blpop", Some("l")),
+            ("multi", None),
+            ("flushall", None),
+            ("subscribe", Some("c")),
+            ("client", Some("id")),
+            ("nosuch", None),
+        ] {
+            assert!(!route(name, first).1, "{name} must not be shared");
+        }
+        assert_eq!(route("nosuch", None).0, Effect::Always);
+        // A name longer than any command's: not found, not shared, and no panic.
+        assert_eq!(route(&"x".repeat(500), None), (Effect::Always, false));
+        // route agrees with effect on every command here.
+        for (name, first) in [("set", "k"), ("get", "k"), ("eval", "s"), ("blpop", "l")] {
+            let argv = vec![name.as_bytes().to_vec(), first.as_bytes().to_vec()];
+            assert_eq!(route(name, Some(first)).0, t.effect(&argv));
+        }
     }
 
     #[test]

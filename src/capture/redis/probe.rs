@@ -121,7 +121,7 @@ struct Conn {
     inflight: VecDeque<Vec<Reply>>,
 }
 
-const REQUEST: &[u8] = b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n";
+pub(crate) const REQUEST: &[u8] = b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n";
 
 impl Conn {
     async fn open(t: &RedisTarget) -> Result<Conn, String> {
@@ -217,7 +217,7 @@ fn is_busy(v: &Value) -> bool {
 }
 
 /// The position in an `INFO replication` reply.
-fn parse(v: &Value, connection: u64) -> Result<Position, ProbeError> {
+pub(crate) fn parse(v: &Value, connection: u64) -> Result<Position, ProbeError> {
     if let Value::Error(e) = v {
         return Err(ProbeError::Upstream(format!(
             "INFO replication refused: {} (the proxy's Redis user needs +info)",

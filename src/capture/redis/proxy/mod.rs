@@ -138,6 +138,40 @@ impl ProxyCore {
         }
     }
 
+    /// Waits until the log covers `offset` of the replication history `replid`, a
+    /// position read on a connection the caller knows is of that history. `Ok(false)`: the
+    /// log follows another history (the tap resynced, Redis changed its replication id),
+    /// and only [`ProxyCore::hold`] can tell.
+    async fn hold_at(&self, replid: &str, offset: u64) -> std::io::Result<bool> {
+        let mut committed: watch::Receiver<(String, u64)> = self.tap.committed();
+        let wait = async {
+            loop {
+                {
+                    let (r, o) = &*committed.borrow_and_update();
+                    if r != replid {
+                        return Ok(false);
+                    }
+                    if *o >= offset {
+                        return Ok(true);
+                    }
+                }
+                committed
+                    .changed()
+                    .await
+                    .map_err(|_| std::io::Error::other("the tap stopped"))?;
+            }
+        };
+        match tokio::time::timeout(HOLD_MAX, wait).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::error!(
+                    "the log did not reach Redis's replication position within {HOLD_MAX:?}; closing a shared connection without its replies"
+                );
+                Err(std::io::Error::other("the log did not catch up in time"))
+            }
+        }
+    }
+
     async fn covered(&self) -> std::io::Result<()> {
         let probe = || async { self.prober.position().await.map_err(std::io::Error::other) };
         let mut pos = probe().await?;

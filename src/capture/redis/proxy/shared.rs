@@ -45,7 +45,8 @@ use tokio::task::JoinSet;
 use super::ProxyCore;
 use crate::capture::redis::vadd;
 use crate::protocol::redis_commands::Effect;
-use crate::protocol::resp::{parse_command, scan};
+use crate::protocol::resp::{parse_command_spans, scan};
+use crate::protocol::resp_value::decode;
 
 /// Batches queued for one shared connection before clients wait to add theirs.
 const SUBMIT_QUEUE: usize = 256;
@@ -123,13 +124,32 @@ enum Delivery {
     Handoff,
 }
 
-/// A batch waiting for its replies on the shared connection.
+/// A batch waiting for its replies on the shared connection, or the proxy's own `ROLE`
+/// sent behind a batch that may have written (`to` is `None`).
 struct Entry {
     effects: Vec<Effect>,
     answered: usize,
-    to: mpsc::UnboundedSender<Delivery>,
+    to: Option<mpsc::UnboundedSender<Delivery>>,
     out: Vec<u8>,
 }
+
+impl Entry {
+    fn position() -> Entry {
+        Entry {
+            effects: vec![Effect::None],
+            answered: 0,
+            to: None,
+            out: Vec::new(),
+        }
+    }
+}
+
+/// Sent behind every batch that may have written, on the same connection: Redis runs it
+/// after the batch's commands, so the `master_repl_offset` it answers covers every write
+/// before it, and the replies need not wait for another round trip to ask (see
+/// [`ProxyCore::hold_at`]). `ROLE` is the cheapest command that tells the offset; it does
+/// not tell the replication id, which is read once when the connection opens.
+const ROLE: &[u8] = b"*1\r\n$4\r\nROLE\r\n";
 
 /// How a client's time on a shared connection ended.
 pub(super) enum Outcome {
@@ -186,14 +206,16 @@ async fn read_commands(
     to: &mpsc::UnboundedSender<Delivery>,
     writer: &mut tokio::task::JoinHandle<std::io::Result<OwnedWriteHalf>>,
 ) -> std::io::Result<bool> {
+    let mut spans = Vec::new();
     loop {
         let mut used = 0;
         let mut bytes = Vec::new();
         let mut effects = Vec::new();
         let mut dedicate = false;
         loop {
-            let (argv, n) = match parse_command(&buf[used..]) {
-                Ok(Some(p)) => p,
+            let rest = &buf[used..];
+            let n = match parse_command_spans(rest, &mut spans) {
+                Ok(Some(n)) => n,
                 Ok(None) => break,
                 Err(_) => {
                     // Bytes that do not frame: the dedicated path gives Redis's own answer.
@@ -201,19 +223,21 @@ async fn read_commands(
                     break;
                 }
             };
-            if argv.is_empty() {
+            let Some(name) = spans.first().map(|r| &rest[r.clone()]) else {
                 used += n; // an empty inline line: Redis answers nothing
                 continue;
-            }
-            let (effect, shareable) = core.table.route(&argv);
+            };
+            let first = spans.get(1).map(|r| &rest[r.clone()]);
+            let (effect, shareable) = core.table.route(name, first);
             if !shareable || (effect != Effect::None && core.log.check_admission().is_err()) {
                 dedicate = true;
                 break;
             }
-            if argv[0].eq_ignore_ascii_case(b"vadd") {
+            if name.eq_ignore_ascii_case(b"vadd") {
+                let argv: Vec<Vec<u8>> = spans.iter().map(|r| rest[r.clone()].to_vec()).collect();
                 bytes.extend_from_slice(&vadd::wrap(&argv));
             } else {
-                bytes.extend_from_slice(&buf[used..used + n]);
+                bytes.extend_from_slice(&rest[..n]);
             }
             effects.push(effect);
             used += n;
@@ -295,15 +319,20 @@ fn lost() -> std::io::Error {
 async fn open(
     core: Arc<ProxyCore>,
 ) -> std::io::Result<(Mux, impl std::future::Future<Output = ()>)> {
-    let upstream = TcpStream::connect(&core.upstream_addr).await?;
+    let mut upstream = TcpStream::connect(&core.upstream_addr).await?;
     upstream.set_nodelay(true)?;
+    let replid = replication_id(&mut upstream).await?;
+    if replid.is_none() {
+        tracing::debug!("a shared connection cannot read the replication id; its replies wait for the offset probe");
+    }
     let (ur, uw) = upstream.into_split();
     let (tx, rx) = mpsc::channel(SUBMIT_QUEUE);
     let (etx, erx) = mpsc::unbounded_channel();
+    let role = replid.is_some();
     let task = async move {
         let r = tokio::select! {
-            r = send_side(rx, uw, etx) => r,
-            r = reply_side(core, ur, erx) => r,
+            r = send_side(rx, uw, etx, role) => r,
+            r = reply_side(core, ur, erx, replid) => r,
         };
         if let Err(e) = r {
             tracing::warn!(error = %e, "a shared upstream connection ended; its clients are disconnected");
@@ -312,32 +341,71 @@ async fn open(
     Ok((Mux { tx }, task))
 }
 
+/// The replication id of the Redis run this connection reaches, read before any client's
+/// command (an unauthenticated connection may not be allowed to: `None`).
+async fn replication_id(upstream: &mut TcpStream) -> std::io::Result<Option<String>> {
+    upstream
+        .write_all(crate::capture::redis::probe::REQUEST)
+        .await?;
+    let mut buf = Vec::with_capacity(1024);
+    let read = async {
+        loop {
+            if let Some((v, _)) = decode(&buf).map_err(invalid)? {
+                return Ok::<_, std::io::Error>(v);
+            }
+            if upstream.read_buf(&mut buf).await? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "Redis closed a new shared connection",
+                ));
+            }
+        }
+    };
+    let v = tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .map_err(|_| std::io::Error::other("no answer to INFO replication within 10 s"))??;
+    Ok(crate::capture::redis::probe::parse(&v, 0)
+        .ok()
+        .map(|p| p.replid))
+}
+
 /// Writes batches upstream in the order they are queued; each batch's [`Entry`] reaches the
-/// reply side before its bytes reach Redis.
+/// reply side before its bytes reach Redis. With `role`, a batch that may have written is
+/// followed by [`ROLE`].
 async fn send_side(
     mut rx: mpsc::Receiver<Submit>,
     mut upstream: OwnedWriteHalf,
     entries: mpsc::UnboundedSender<Entry>,
+    role: bool,
 ) -> std::io::Result<()> {
     let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
-    let queue = |s: Submit, out: &mut Vec<u8>| {
-        out.extend_from_slice(&s.bytes);
+    let queue = |e: Entry| {
         entries
-            .send(Entry {
-                effects: s.effects,
-                answered: 0,
-                to: s.to,
-                out: Vec::new(),
-            })
+            .send(e)
             .map_err(|_| std::io::Error::other("the reply side ended"))
     };
+    let take = |s: Submit, out: &mut Vec<u8>, writes: &mut bool| {
+        out.extend_from_slice(&s.bytes);
+        *writes |= s.effects.iter().any(|e| *e != Effect::None);
+        queue(Entry {
+            effects: s.effects,
+            answered: 0,
+            to: Some(s.to),
+            out: Vec::new(),
+        })
+    };
     while let Some(first) = rx.recv().await {
-        queue(first, &mut out)?;
+        let mut writes = false;
+        take(first, &mut out, &mut writes)?;
         while out.len() < MAX_WRITE {
             match rx.try_recv() {
-                Ok(s) => queue(s, &mut out)?,
+                Ok(s) => take(s, &mut out, &mut writes)?,
                 Err(_) => break,
             }
+        }
+        if writes && role {
+            out.extend_from_slice(ROLE);
+            queue(Entry::position())?;
         }
         if !out.is_empty() {
             upstream.write_all(&out).await?;
@@ -347,22 +415,34 @@ async fn send_side(
     Ok(())
 }
 
-/// Matches replies to batches, holds a read that answers a write until the log covers it,
-/// then delivers each client its replies.
+/// What the replies read so far must wait for before they go to their clients.
+enum Wait {
+    Nothing,
+    /// A reply answered a write; the `ROLE` behind it has not been read yet.
+    Position,
+    /// The log must cover this offset of the connection's replication history.
+    Offset(u64),
+    /// Ask the offset probe ([`ProxyCore::hold`]): the connection could not tell.
+    Probe,
+}
+
+/// Matches replies to batches, holds replies that answer a write until the log covers
+/// them, then delivers each client its replies.
 async fn reply_side(
     core: Arc<ProxyCore>,
     mut upstream: OwnedReadHalf,
     mut entries: mpsc::UnboundedReceiver<Entry>,
+    replid: Option<String>,
 ) -> std::io::Result<()> {
     let mut queue: VecDeque<Entry> = VecDeque::new();
     let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut deliveries: Vec<(mpsc::UnboundedSender<Delivery>, Delivery)> = Vec::new();
+    let mut wait = Wait::Nothing;
     loop {
         while let Ok(e) = entries.try_recv() {
             queue.push_back(e);
         }
         let mut used = 0;
-        let mut hold = false;
         loop {
             finish_answered(&mut queue, &mut deliveries);
             if used == buf.len() {
@@ -382,31 +462,64 @@ async fn reply_side(
             if frame.is_push() {
                 return Err(invalid("a push frame on a shared connection"));
             }
-            hold |= match front.effects[front.answered] {
+            let raw = &buf[used..used + frame.len];
+            used += frame.len;
+            front.answered += 1;
+            if front.to.is_none() {
+                if matches!(wait, Wait::Position) {
+                    wait = match role_offset(raw) {
+                        Some(o) => Wait::Offset(o),
+                        None => Wait::Probe,
+                    };
+                }
+                continue;
+            }
+            let wrote = match front.effects[front.answered - 1] {
                 Effect::None => false,
                 Effect::OnSuccess => !frame.is_error(),
                 Effect::Always => true,
             };
-            front.answered += 1;
-            front.out.extend_from_slice(&buf[used..used + frame.len]);
-            used += frame.len;
+            if wrote {
+                wait = match replid {
+                    Some(_) => Wait::Position,
+                    None => Wait::Probe,
+                };
+            }
+            front.out.extend_from_slice(raw);
         }
         buf.drain(..used);
         if let Some(front) = queue.front_mut().filter(|f| !f.out.is_empty()) {
             // Part of a batch's replies: they need not wait for the rest.
             let replies = std::mem::take(&mut front.out);
-            deliveries.push((front.to.clone(), Delivery::Replies(replies)));
+            if let Some(to) = &front.to {
+                deliveries.push((to.clone(), Delivery::Replies(replies)));
+            }
         }
-        if hold {
-            let started = std::time::Instant::now();
-            core.hold().await?;
-            crate::metrics::global()
-                .write_waits
-                .observe(started.elapsed());
-        }
-        for (to, d) in deliveries.drain(..) {
-            // A client that left needs nothing more.
-            let _ = to.send(d);
+        let ready = match wait {
+            // Its answer is on its way, right behind the replies: read on.
+            Wait::Position if queue.iter().any(|e| e.to.is_none()) => false,
+            Wait::Nothing => true,
+            _ => {
+                let started = std::time::Instant::now();
+                let covered = match (&wait, &replid) {
+                    (Wait::Offset(o), Some(r)) => core.hold_at(r, *o).await?,
+                    _ => false,
+                };
+                if !covered {
+                    core.hold().await?;
+                }
+                crate::metrics::global()
+                    .write_waits
+                    .observe(started.elapsed());
+                wait = Wait::Nothing;
+                true
+            }
+        };
+        if ready {
+            for (to, d) in deliveries.drain(..) {
+                // A client that left needs nothing more.
+                let _ = to.send(d);
+            }
         }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 << 10);
@@ -429,6 +542,17 @@ async fn reply_side(
     }
 }
 
+/// The offset in a `ROLE` reply of a master; `None` for anything else (an error such as
+/// `NOPERM` or `BUSY`, a replica's answer).
+fn role_offset(raw: &[u8]) -> Option<u64> {
+    let (v, _) = decode(raw).ok()??;
+    let items = v.items()?;
+    if items.first()?.bytes()? != b"master" {
+        return None;
+    }
+    u64::try_from(items.get(1)?.int()?).ok()
+}
+
 /// Moves every batch at the front whose replies are all in to `deliveries`, a marker as a
 /// handoff.
 fn finish_answered(
@@ -437,11 +561,12 @@ fn finish_answered(
 ) {
     while queue.front().is_some_and(|e| e.answered == e.effects.len()) {
         let Some(e) = queue.pop_front() else { break };
+        let Some(to) = e.to else { continue };
         if !e.out.is_empty() {
-            deliveries.push((e.to.clone(), Delivery::Replies(e.out)));
+            deliveries.push((to.clone(), Delivery::Replies(e.out)));
         }
         if e.effects.is_empty() {
-            deliveries.push((e.to, Delivery::Handoff));
+            deliveries.push((to, Delivery::Handoff));
         }
     }
 }
