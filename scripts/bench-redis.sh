@@ -95,8 +95,8 @@ done
 # Memory: peak RSS (VmHWM) of an everysec proxy, a fresh one per point on an emptied
 # Redis (a proxy's first full sync holds the RDB in memory: that would be the peak), while
 # redis-benchmark's SETs (1 KiB, pipeline 1) run flat out from 50, 250 and 1,000 client
-# connections; each connection has its own upstream connection, so the proxy holds twice
-# as many sockets. Needs `ulimit -n` above 2,100.
+# connections (which share one upstream connection; with --shared-connections 0 each would
+# have its own, and `ulimit -n` would need to be above 2,100).
 echo "memory,clients,rps,proxy_peak_rss_mb"
 for clients in 50 250 1000; do
     redis-cli -p "$redis_port" flushall >/dev/null
@@ -114,32 +114,7 @@ replay_port=$(free_port)
 pids+=($!)
 wait_port "$replay_port"
 "$vecwal" replay --store "$work/always/store" --from -1h --target "127.0.0.1:$replay_port" --dry-run 2>/dev/null |
-    python3 -c '
-import sys
-out = sys.stdout.buffer
-def words(line):
-    parts, cur, i, inq = [], bytearray(), 0, False
-    while i < len(line):
-        c = line[i]
-        if not inq:
-            if c == "\"": inq, cur = True, bytearray()
-            i += 1; continue
-        if c == "\\":
-            n = line[i+1]
-            if n == "x": cur.append(int(line[i+2:i+4], 16)); i += 4; continue
-            cur.append(ord(n)); i += 2; continue
-        if c == "\"": parts.append(bytes(cur)); inq = False; i += 1; continue
-        cur += c.encode(); i += 1
-    return parts
-db = None
-for line in sys.stdin:
-    f = line.split(" ", 3)
-    if db != f[2]:
-        db = f[2]; w = [b"SELECT", db[2:].encode()]
-        out.write(b"*%d\r\n" % len(w) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in w))
-    w = words(f[3])
-    out.write(b"*%d\r\n" % len(w) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in w))
-' >"$work/replay.resp"
+    python3 scripts/replay-to-resp.py >"$work/replay.resp"
 cmds=$(grep -c '^\*' "$work/replay.resp" || true)
 redis-cli -p "$replay_port" flushall >/dev/null
 t0=$(date +%s.%N); redis-cli -p "$replay_port" --pipe <"$work/replay.resp" >/dev/null; t1=$(date +%s.%N)

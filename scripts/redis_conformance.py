@@ -25,10 +25,16 @@ from resp import Client, RespError  # noqa: E402  (scripts/resp.py, next to this
 # The --ci set (about 70 s directly): the behaviours the proxy must get right first
 # (blocking pops, scripts and BUSY, CLIENT PAUSE, pub/sub, MULTI, expiry), then cheap files
 # that add functions, consumer groups, keyspace commands, RESP and client tracking.
+# A file named FILE@singledb runs with runtest's --singledb: the suite's clients then send
+# no SELECT, so through the proxy they start on its shared upstream connection (docs/redis.md)
+# and leave it at their first command that needs a connection of their own; without it,
+# every client of the suite SELECTs database 9 first and never shares.
 CI_FILES = [
     "unit/type/list", "unit/scripting", "unit/pause", "unit/pubsub", "unit/multi",
     "unit/expire", "unit/type/incr", "unit/functions", "unit/type/stream-cgroups",
     "unit/keyspace", "unit/protocol", "unit/tracking",
+    "unit/type/incr@singledb", "unit/expire@singledb", "unit/keyspace@singledb",
+    "unit/protocol@singledb", "unit/type/list@singledb", "unit/type/hash@singledb",
 ]
 
 # The --all set (about 6 minutes directly): every file of tests/unit and tests/unit/type in
@@ -185,12 +191,13 @@ class Harness:
     def run_suite(self, test_file, port, server_port, log_path, skip=()):
         """Runs one test file against 127.0.0.1:port (the Redis at server_port, or the proxy
         in front of it); returns its parsed results."""
+        test_file, singledb = test_file.removesuffix("@singledb"), test_file.endswith("@singledb")
         argv = ["./runtest", "--host", "127.0.0.1", "--port", str(port), "--single", test_file,
                 # One client: the file runs in order, and nothing else talks to the server.
                 "--clients", "1",
                 # An exception inside one test fails that test instead of ending the file,
                 # so a proxy problem in one test does not hide the rest of the file.
-                "--durable"]
+                "--durable"] + (["--singledb"] if singledb else [])
         for name in SKIP_TESTS + (CI_SKIP_TESTS if self.a.ci else []):
             argv += ["--skiptest", name]
         if skip:

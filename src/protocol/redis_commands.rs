@@ -243,18 +243,12 @@ fn shareable(name: &str, flags: &[String], categories: &[String]) -> bool {
     if flag("blocking") || flag("pubsub") || flag("admin") || flag("no_multi") {
         return false;
     }
-    if [
-        "@transaction",
-        "@pubsub",
-        "@blocking",
-        "@admin",
-        "@dangerous",
-    ]
-    .iter()
-    .any(|c| category(c))
+    // Not @dangerous as such: it holds INFO, KEYS, FLUSHALL and SORT, which touch no
+    // connection state; what in it does is @admin, @connection or named below.
+    if ["@transaction", "@pubsub", "@blocking", "@admin"]
+        .iter()
+        .any(|c| category(c))
     {
-        // @dangerous holds CLIENT KILL, FLUSHALL, KEYS, … : most would do no harm, but
-        // they are rare and a dedicated connection costs them nothing.
         return false;
     }
     // @connection holds PING and ECHO, which touch no state, and everything that does.
@@ -400,6 +394,12 @@ mod tests {
                 &["@keyspace", "@write", "@dangerous"],
                 vec![],
             ),
+            entry(
+                "role",
+                &["noscript"],
+                &["@admin", "@fast", "@dangerous"],
+                vec![],
+            ),
             entry("subscribe", &["pubsub"], &["@pubsub", "@slow"], vec![]),
             entry("vadd", &["write", "module"], &["@write", "@module"], vec![]),
             entry(
@@ -433,6 +433,7 @@ mod tests {
         assert_eq!(route("get", Some("k")), (Effect::None, true));
         assert_eq!(route("EvAl", Some("return 1")), (Effect::Always, true));
         assert_eq!(route("PING", None), (Effect::None, true));
+        assert_eq!(route("FLUSHALL", None), (Effect::OnSuccess, true));
         assert_eq!(route("VADD", Some("v")), (Effect::Always, true));
         assert_eq!(route("OBJECT", Some("ENCODING")), (Effect::None, true));
         // The container alone, or with a subcommand it does not have, is not shared.
@@ -442,7 +443,7 @@ mod tests {
             ("select", Some("1")),
             ("blpop", Some("l")),
             ("multi", None),
-            ("flushall", None),
+            ("role", None),
             ("subscribe", Some("c")),
             ("client", Some("id")),
             ("nosuch", None),

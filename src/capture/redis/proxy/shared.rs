@@ -230,6 +230,8 @@ async fn read_commands(
             let first = spans.get(1).map(|r| &rest[r.clone()]);
             let (effect, shareable) = core.table.route(name, first);
             if !shareable || (effect != Effect::None && core.log.check_admission().is_err()) {
+                // The name only: arguments may be secrets (AUTH).
+                tracing::trace!(command = %String::from_utf8_lossy(name), "needs a dedicated connection");
                 dedicate = true;
                 break;
             }
