@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Restore throughput of a large log, beside the limits of the disk and the network it
 # crosses: `vecwal proxy redis` (defaults but --ship-interval 1s) logs MB megabytes of SETs
-# (4 KiB values, redis-benchmark at pipeline 16) into a local-directory store; the proxy is
+# (4 KiB random hex values, redis-cli --pipe) into a local-directory store; the proxy is
 # stopped (it seals and ships); then `vecwal restore redis --at now` into an empty Redis,
 # timed from start to exit. Anchors, measured in the same run on the same machine:
 #   disk:    reading the store's segment files with O_DIRECT (dd), the page cache bypassed;
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mb=${1:-1024}
-if ! command -v redis-benchmark >/dev/null; then
+if ! command -v redis-cli >/dev/null; then
     echo "installing redis-tools (Debian)" >&2
     apt=(env DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0)
     [ "$(id -u)" = 0 ] || apt=(sudo "${apt[@]}")
@@ -37,16 +37,20 @@ wait_port "$rp"
 proxy=$!
 pids+=($proxy)
 wait_line "$work/proxy.out" "listening on" 60 "$proxy" "$work/proxy.log"
-n=$((mb * 256)) # 4 KiB values
+# MB megabytes of SETs of 4 KiB random hex values (zstd about halves them), as
+# Redis protocol: logged through the proxy with redis-cli --pipe, and the anchors' input.
+python3 - "$mb" >"$work/sets.resp" <<'PY'
+import os, sys
+out = sys.stdout.buffer
+for i in range(int(sys.argv[1]) * 256):
+    key, value = b"key:%d" % i, os.urandom(2048).hex().encode()
+    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(value), value))
+PY
 t0=$(now)
-redis-benchmark -h 127.0.0.1 -p "$pp" -t set -d 4096 -c 50 -P 16 -n "$n" -r 1000000000 -q >/dev/null 2>&1
-echo "wrote $n SETs of 4 KiB through the proxy in $(python3 -c "print(round($(now) - $t0, 1))") s"
+redis-cli -p "$pp" --pipe <"$work/sets.resp" >"$work/load.out"
+echo "logged $(tail -1 "$work/load.out") through the proxy in $(python3 -c "print(round($(now) - $t0, 1))") s"
 kill -TERM "$proxy"
 wait "$proxy" 2>/dev/null || true
-
-# The same SETs as Redis protocol, for the network and Redis anchors.
-"$vecwal" replay --store "$work/store" --from -1h --target "127.0.0.1:$rp" --dry-run 2>/dev/null |
-    python3 scripts/replay-to-resp.py >"$work/sets.resp"
 store_bytes=$(python3 -c "
 import os
 print(sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk('$work/store')
@@ -63,6 +67,7 @@ t0=$(now)
 "$vecwal" restore redis --store "$work/store" --target "redis://127.0.0.1:$tp" --force \
     >"$work/restore.out" 2>"$work/restore.log"
 t1=$(now)
+sed 's/^/  restore: /' "$work/restore.out"
 keys=$(redis-cli -p "$tp" dbsize)
 want=$(redis-cli -p "$rp" dbsize)
 [ "$keys" = "$want" ] || { echo "restored $keys keys, the source has $want" >&2; exit 1; }

@@ -64,6 +64,9 @@ pub struct Registry {
     /// Replies to writes the Redis proxy held until the log covered them: the latency it
     /// adds to a write.
     pub write_waits: Histogram,
+    /// Writes the Redis proxy kept from Redis while the log was `MAX_UNLOGGED_WRITES`
+    /// behind (waits under a millisecond are not counted).
+    pub unlogged_waits: Histogram,
     /// The log, the LSN it stood at when set, and when (UTC µs).
     log: Mutex<Option<(Weak<Log>, u64, i64)>>,
     ship: Mutex<Option<ShipSource>>,
@@ -161,6 +164,11 @@ impl Registry {
             &mut out,
             "vecwal_proxy_write_wait_seconds",
             "Time the Redis proxy held replies to writes until the log covered them.",
+        );
+        self.unlogged_waits.render(
+            &mut out,
+            "vecwal_proxy_backpressure_seconds",
+            "Time the Redis proxy kept writes from Redis because the log was 32 MiB behind them (waits over 1 ms).",
         );
         out
     }

@@ -236,3 +236,89 @@ fn a_shared_connection_not_allowed_role_or_info_holds_its_writes_by_the_probe() 
         .collect();
     assert_eq!(sets, ["a", "b"]);
 }
+
+#[test]
+fn with_sharing_off_every_client_has_its_own_upstream_connection() {
+    let server = Redis::start(&[]);
+    let mut p = Proxied::start_unshared(&server);
+    let mut clients: Vec<redis::Conn> = (0..5).map(|_| p.conn()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(c.cmd(&["SET", &format!("k{i}"), "v"]), b"+OK\r\n");
+    }
+    // Five clients' connections, and the offset probe that held their replies.
+    let normal = normal_clients(&server);
+    assert_eq!(
+        normal.iter().filter(|l| l.contains("cmd=set")).count(),
+        5,
+        "{normal:#?}"
+    );
+    assert_eq!(normal.len(), 6, "{normal:#?}");
+    p.stop();
+    assert_eq!(p.logged_commands().len(), 5);
+}
+
+#[test]
+fn a_bulk_load_faster_than_the_log_waits_in_the_proxy_and_keeps_the_replication_link() {
+    bulk_load(false);
+}
+
+#[test]
+fn a_bulk_load_on_a_dedicated_connection_waits_in_the_proxy_too() {
+    bulk_load(true);
+}
+
+/// `dedicated`: the client SELECTs first, so it has an upstream connection of its own.
+fn bulk_load(dedicated: bool) {
+    // Redis drops a replica whose unread stream passes client-output-buffer-limit replica
+    // (256 MB by default); the proxy's tap would then need a full resync, and the writes in
+    // between would have no records of their own. Lowered here so that 120 MB of SETs pass
+    // it instead of 400 MB (scripts/bench-restore.sh loads 1 GB against the default).
+    let server = Redis::start(&["--client-output-buffer-limit", "replica 48mb 0 0"]);
+    let mut p = Proxied::start(&server, None);
+    const N: usize = 30_000;
+    let value = "v".repeat(4096);
+    let stream = std::net::TcpStream::connect(p.addr()).unwrap();
+    let mut reader = stream.try_clone().unwrap();
+    if dedicated {
+        let mut c = redis::Conn::from_stream(stream.try_clone().unwrap());
+        assert_eq!(c.cmd(&["SELECT", "0"]), b"+OK\r\n");
+    }
+    // Replies are read while the commands go out, as redis-cli --pipe does.
+    let counting = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut buf, mut ok) = (vec![0u8; 1 << 16], 0);
+        while ok < N {
+            let n = reader.read(&mut buf).unwrap();
+            assert!(n > 0, "the proxy closed the connection after {ok} replies");
+            ok += buf[..n].iter().filter(|b| **b == b'+').count();
+        }
+        ok
+    });
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &stream);
+        for i in 0..N {
+            w.write_all(&cmd(&["SET", &format!("bulk:{i}"), &value]))
+                .unwrap();
+        }
+        w.flush().unwrap();
+    }
+    assert_eq!(counting.join().unwrap(), N);
+    let stats = words(&mut server.conn(), &["INFO", "stats"]).text();
+    assert!(
+        stats.contains("sync_full:1\r\n"),
+        "the tap needed another full sync: {}",
+        stats
+            .lines()
+            .find(|l| l.starts_with("sync_full"))
+            .unwrap_or("")
+    );
+    p.stop();
+    let sets = p
+        .logged_commands()
+        .into_iter()
+        .flat_map(|(_, cmds)| cmds)
+        .filter(|c| c[0].eq_ignore_ascii_case("set"))
+        .count();
+    assert_eq!(sets, N, "every SET has a record of its own");
+}

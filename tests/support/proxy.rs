@@ -32,7 +32,7 @@ impl Proxied {
 
     /// A proxy whose own connections log in to `upstream` as `user`.
     pub fn start_user(upstream: &Redis, user: &str, password: &str) -> Proxied {
-        Self::start_as(upstream, Some(user), Some(password), |_| {})
+        Self::start_as(upstream, Some(user), Some(password), 1, |_| {})
     }
 
     /// [`Proxied::start`] with the log's configuration adjusted.
@@ -41,13 +41,20 @@ impl Proxied {
         password: Option<&str>,
         tweak: impl FnOnce(&mut LogConfig),
     ) -> Proxied {
-        Self::start_as(upstream, None, password, tweak)
+        Self::start_as(upstream, None, password, 1, tweak)
+    }
+
+    /// A proxy that gives every client an upstream connection of its own
+    /// (`--shared-connections 0`).
+    pub fn start_unshared(upstream: &Redis) -> Proxied {
+        Self::start_as(upstream, None, None, 0, |_| {})
     }
 
     fn start_as(
         upstream: &Redis,
         username: Option<&str>,
         password: Option<&str>,
+        shared_connections: usize,
         tweak: impl FnOnce(&mut LogConfig),
     ) -> Proxied {
         // VECWAL_LOG=debug shows the proxy's log in a failing test's output.
@@ -82,7 +89,7 @@ impl Proxied {
                 ..Default::default()
             },
             snapshot_interval: Duration::ZERO,
-            shared_connections: 1,
+            shared_connections,
         };
         let proxy = rt
             .block_on(RunningProxy::start(Arc::new(log), opts))

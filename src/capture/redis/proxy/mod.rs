@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::probe::Prober;
 use super::tap::TapHandle;
@@ -39,6 +39,16 @@ use crate::protocol::redis_commands::CommandTable;
 /// catches up (or be in the base of a full resync), but it was not logged in time to ack.
 pub const HOLD_MAX: Duration = Duration::from_secs(30);
 
+/// Most bytes of write commands the proxy has sent to Redis and not yet seen covered by the
+/// log. Redis keeps the replication stream the tap has not read in that replica's output
+/// buffer and drops the replica when the buffer passes `client-output-buffer-limit replica`
+/// (by default 256 MB at once, or 64 MB for a minute); the tap then needs a full resync, and
+/// the writes in between are in its base snapshot but have no records of their own. A client
+/// that pipelines a bulk load faster than the log takes it (`redis-cli --pipe` of 1 GB at
+/// `--fsync always`) did exactly that; past this bound its commands wait in the proxy
+/// instead. A write's stream is about the size of the command (a script's may be more).
+pub const MAX_UNLOGGED_WRITES: usize = 32 << 20;
+
 /// What the proxy's connections share.
 pub struct ProxyCore {
     pub log: Arc<Log>,
@@ -48,6 +58,8 @@ pub struct ProxyCore {
     prober: Prober,
     next_conn: AtomicU64,
     shared_connections: usize,
+    /// Bytes of [`MAX_UNLOGGED_WRITES`] left.
+    unlogged: Arc<Semaphore>,
 }
 
 impl ProxyCore {
@@ -67,6 +79,7 @@ impl ProxyCore {
             prober,
             next_conn: AtomicU64::new(1),
             shared_connections,
+            unlogged: Arc::new(Semaphore::new(MAX_UNLOGGED_WRITES)),
         })
     }
 
@@ -123,6 +136,24 @@ impl ProxyCore {
         let r = replies::run(self.clone(), ur, cw, rx).await;
         requests.abort();
         r
+    }
+
+    /// Waits until `bytes` of write commands may be sent to Redis (see
+    /// [`MAX_UNLOGGED_WRITES`]); the permit goes back when their replies are released.
+    async fn unlogged(&self, bytes: usize) -> OwnedSemaphorePermit {
+        let n = bytes.clamp(1, MAX_UNLOGGED_WRITES) as u32;
+        let started = std::time::Instant::now();
+        let permit = self
+            .unlogged
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .expect("the semaphore is never closed");
+        let waited = started.elapsed();
+        if waited > Duration::from_millis(1) {
+            crate::metrics::global().unlogged_waits.observe(waited);
+        }
+        permit
     }
 
     /// Waits until the log covers Redis's replication stream as far as it reaches now.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::requests::{Expect, Kind};
 use super::ProxyCore;
@@ -34,6 +34,9 @@ struct State {
     opaque: bool,
     /// A command that may write was sent while the connection was opaque.
     opaque_write: bool,
+    /// Shares of [`super::MAX_UNLOGGED_WRITES`] of replies handled: given back when the
+    /// replies have gone to the client.
+    released: Vec<OwnedSemaphorePermit>,
 }
 
 pub(super) async fn run(
@@ -96,6 +99,7 @@ pub(super) async fn run(
             client.write_all(&out).await?;
             out.clear();
         }
+        st.released.clear();
         if replica_link {
             // Redis's answer to SYNC or PSYNC: an RDB payload (no CRLF after it), then its
             // replication stream, for as long as the connection lasts. Nothing in it
@@ -125,12 +129,14 @@ pub(super) async fn run(
 
 impl State {
     fn take(&mut self, batch: Vec<Expect>) {
-        for e in batch {
+        for mut e in batch {
             if self.opaque && !self.queue.iter().any(|q| q.kind == Kind::Reset) {
                 // Opaque until a RESET: only whether a write was sent matters, and the
                 // expectations after that RESET (counting resumes with them).
                 self.opaque_write |= e.effect != Effect::None;
                 if e.kind != Kind::Reset {
+                    // Given back at the next batch of replies, which is held.
+                    self.released.extend(e.unlogged.take());
                     continue;
                 }
             }
@@ -174,10 +180,16 @@ impl State {
             out.extend_from_slice(raw);
             return hold;
         }
-        let Some(Expect { effect, kind }) = self.queue.pop_front() else {
+        let Some(Expect {
+            effect,
+            kind,
+            unlogged,
+        }) = self.queue.pop_front()
+        else {
             out.extend_from_slice(raw);
             return true; // cannot happen (the caller waits for the expectation); hold
         };
+        self.released.extend(unlogged);
         let queued = self.multi && raw == QUEUED;
         let write = !queued
             && match effect {
@@ -239,7 +251,11 @@ mod tests {
         } else {
             Effect::None
         };
-        Expect { effect, kind }
+        Expect {
+            effect,
+            kind,
+            unlogged: None,
+        }
     }
 
     #[test]
@@ -268,6 +284,7 @@ mod tests {
             Expect {
                 effect: Effect::Always,
                 kind: Kind::Plain,
+                unlogged: None,
             },
         ]);
         assert!(

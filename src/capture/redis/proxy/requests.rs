@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::ProxyCore;
 use crate::capture::redis::vadd;
@@ -23,6 +23,9 @@ pub(super) struct Expect {
     /// Whether the command may have written: then its reply waits until the log covers it.
     pub effect: Effect,
     pub kind: Kind,
+    /// Its batch's share of [`super::MAX_UNLOGGED_WRITES`] (on one command of the batch),
+    /// given back once the reply has gone.
+    pub unlogged: Option<OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -46,7 +49,11 @@ pub(super) enum Kind {
 
 impl Expect {
     fn new(effect: Effect, kind: Kind) -> Expect {
-        Expect { effect, kind }
+        Expect {
+            effect,
+            kind,
+            unlogged: None,
+        }
     }
 }
 
@@ -78,6 +85,8 @@ pub(super) async fn run(
 ) -> std::io::Result<()> {
     let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut expects: Vec<Expect> = Vec::new();
+    // Bytes of commands that may write in `expects`.
+    let mut write_bytes = 0;
     let mut s = Session::default();
     loop {
         // `buf` may start with what the client sent before it left a shared connection.
@@ -190,10 +199,19 @@ pub(super) async fn run(
                 out.extend_from_slice(b"*1\r\n$7\r\nDISCARD\r\n");
                 continue;
             }
+            if effect != Effect::None {
+                write_bytes += n;
+            }
             expects.push(Expect::new(effect, kind));
             out.extend_from_slice(bytes.as_deref().unwrap_or(raw));
         }
         buf.drain(..used);
+        if write_bytes > 0 {
+            if let Some(last) = expects.last_mut() {
+                last.unlogged = Some(core.unlogged(write_bytes).await);
+            }
+            write_bytes = 0;
+        }
         send(&tx, &mut expects)?;
         flush(&mut upstream, &mut out).await?;
         buf.reserve(16 << 10);

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
 
 use super::ProxyCore;
@@ -114,6 +114,8 @@ struct Submit {
     bytes: Vec<u8>,
     effects: Vec<Effect>,
     to: mpsc::UnboundedSender<Delivery>,
+    /// The batch's share of [`super::MAX_UNLOGGED_WRITES`], given back once its replies go.
+    unlogged: Option<OwnedSemaphorePermit>,
 }
 
 /// What a client's reply writer is given, in order.
@@ -131,6 +133,7 @@ struct Entry {
     answered: usize,
     to: Option<mpsc::UnboundedSender<Delivery>>,
     out: Vec<u8>,
+    unlogged: Option<OwnedSemaphorePermit>,
 }
 
 impl Entry {
@@ -140,6 +143,7 @@ impl Entry {
             answered: 0,
             to: None,
             out: Vec::new(),
+            unlogged: None,
         }
     }
 }
@@ -181,6 +185,7 @@ pub(super) async fn serve(
         bytes: Vec::new(),
         effects: Vec::new(),
         to,
+        unlogged: None,
     };
     if mux.tx.send(marker).await.is_err() {
         writer.abort();
@@ -211,6 +216,7 @@ async fn read_commands(
         let mut used = 0;
         let mut bytes = Vec::new();
         let mut effects = Vec::new();
+        let mut write_bytes = 0;
         let mut dedicate = false;
         loop {
             let rest = &buf[used..];
@@ -241,14 +247,22 @@ async fn read_commands(
             } else {
                 bytes.extend_from_slice(&rest[..n]);
             }
+            if effect != Effect::None {
+                write_bytes += n;
+            }
             effects.push(effect);
             used += n;
         }
         if !effects.is_empty() {
+            let unlogged = match write_bytes {
+                0 => None,
+                n => Some(core.unlogged(n).await),
+            };
             let submit = Submit {
                 bytes,
                 effects,
                 to: to.clone(),
+                unlogged,
             };
             mux.tx.send(submit).await.map_err(|_| lost())?;
         }
@@ -394,6 +408,7 @@ async fn send_side(
             answered: 0,
             to: Some(s.to),
             out: Vec::new(),
+            unlogged: s.unlogged,
         })
     };
     while let Some(first) = rx.recv().await {
@@ -439,6 +454,8 @@ async fn reply_side(
     let mut queue: VecDeque<Entry> = VecDeque::new();
     let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut deliveries: Vec<(mpsc::UnboundedSender<Delivery>, Delivery)> = Vec::new();
+    // Permits of batches whose replies are all in: given back when the replies go.
+    let mut released: Vec<OwnedSemaphorePermit> = Vec::new();
     let mut wait = Wait::Nothing;
     loop {
         while let Ok(e) = entries.try_recv() {
@@ -446,7 +463,7 @@ async fn reply_side(
         }
         let mut used = 0;
         loop {
-            finish_answered(&mut queue, &mut deliveries);
+            finish_answered(&mut queue, &mut deliveries, &mut released);
             if used == buf.len() {
                 break;
             }
@@ -522,6 +539,7 @@ async fn reply_side(
                 // A client that left needs nothing more.
                 let _ = to.send(d);
             }
+            released.clear();
         }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 << 10);
@@ -560,9 +578,11 @@ fn role_offset(raw: &[u8]) -> Option<u64> {
 fn finish_answered(
     queue: &mut VecDeque<Entry>,
     deliveries: &mut Vec<(mpsc::UnboundedSender<Delivery>, Delivery)>,
+    released: &mut Vec<OwnedSemaphorePermit>,
 ) {
     while queue.front().is_some_and(|e| e.answered == e.effects.len()) {
         let Some(e) = queue.pop_front() else { break };
+        released.extend(e.unlogged);
         let Some(to) = e.to else { continue };
         if !e.out.is_empty() {
             deliveries.push((to.clone(), Delivery::Replies(e.out)));
