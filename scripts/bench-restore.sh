@@ -101,9 +101,15 @@ s.close(); th.join()
 print(time.monotonic() - t)
 PY
 )
-redis-cli -p "$tp" flushall >/dev/null
+# Into a fresh Redis, as the restore's: a Redis that already held the data once loads it
+# again in about half the time (its allocator keeps the memory).
+ap=$(free_port)
+"$REDIS_SERVER" --bind 127.0.0.1 --port "$ap" --dir "$work" --dbfilename anchor.rdb --save "" \
+    --logfile "$work/anchor.log" &
+pids+=($!)
+wait_port "$ap"
 t2=$(now)
-redis-cli -p "$tp" --pipe <"$work/sets.resp" >/dev/null
+redis-cli -p "$ap" --pipe <"$work/sets.resp" >/dev/null
 t3=$(now)
 python3 - "$store_bytes" "$resp_bytes" "$t0" "$t1" "$disk_s" "$net_s" "$t2" "$t3" "$keys" <<'PY'
 import sys
@@ -117,5 +123,5 @@ print(f"log of {mb(resp_b):.0f} MB of commands, {mb(store_b):.0f} MB in the stor
 print(f"restore            {r:6.2f} s  {mb(resp_b) / r:7.0f} MB/s of commands, {mb(store_b) / r:6.0f} MB/s of store")
 print(f"disk (O_DIRECT)    {disk_s:6.2f} s  {mb(store_b) / disk_s:7.0f} MB/s reading the store's files")
 print(f"network (loopback) {net_s:6.2f} s  {mb(resp_b) / net_s:7.0f} MB/s, one TCP connection")
-print(f"redis-cli --pipe   {t3 - t2:6.2f} s  {mb(resp_b) / (t3 - t2):7.0f} MB/s of commands into the same Redis")
+print(f"redis-cli --pipe   {t3 - t2:6.2f} s  {mb(resp_b) / (t3 - t2):7.0f} MB/s of commands into another fresh Redis")
 PY
