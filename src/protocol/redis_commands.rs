@@ -251,6 +251,12 @@ fn shareable(name: &str, flags: &[String], categories: &[String]) -> bool {
     {
         return false;
     }
+    // A script holds its connection until it ends: one that runs long would stall every
+    // client behind it, and the SCRIPT KILL that ends it, if sent on the shared connection,
+    // would wait behind it for ever. On its own connection, others get BUSY as from Redis.
+    if category("@scripting") {
+        return false;
+    }
     // @connection holds PING and ECHO, which touch no state, and everything that does.
     if category("@connection") && !matches!(name, "ping" | "echo") {
         return false;
@@ -431,7 +437,7 @@ mod tests {
             |name: &str, first: Option<&str>| t.route(name.as_bytes(), first.map(str::as_bytes));
         assert_eq!(route("SET", Some("k")), (Effect::OnSuccess, true));
         assert_eq!(route("get", Some("k")), (Effect::None, true));
-        assert_eq!(route("EvAl", Some("return 1")), (Effect::Always, true));
+        assert_eq!(route("EvAl", Some("return 1")), (Effect::Always, false));
         assert_eq!(route("PING", None), (Effect::None, true));
         assert_eq!(route("FLUSHALL", None), (Effect::OnSuccess, true));
         assert_eq!(route("VADD", Some("v")), (Effect::Always, true));
