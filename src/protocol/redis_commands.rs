@@ -69,27 +69,9 @@ impl CommandTable {
             return;
         };
         let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-        let flags: Vec<String> = f
-            .get(2)
-            .and_then(Value::items)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|x| {
-                x.bytes()
-                    .map(|b| String::from_utf8_lossy(b).to_ascii_lowercase())
-            })
-            .collect();
+        let flags = lowercase_strings(f.get(2));
         let has = |s: &str| flags.iter().any(|x| x == s);
-        let categories: Vec<String> = f
-            .get(6)
-            .and_then(Value::items)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|x| {
-                x.bytes()
-                    .map(|b| String::from_utf8_lossy(b).to_ascii_lowercase())
-            })
-            .collect();
+        let categories = lowercase_strings(f.get(6));
         let info = CommandInfo {
             write: has("write"),
             may_replicate: has("may_replicate"),
@@ -287,6 +269,18 @@ fn shareable(name: &str, flags: &[String], categories: &[String]) -> bool {
             | "shutdown"
             | "debug"
     )
+}
+
+/// The strings of an array of `COMMAND INFO` (flags, ACL categories), in lowercase.
+fn lowercase_strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::items)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|x| {
+            x.bytes()
+                .map(|b| String::from_utf8_lossy(b).to_ascii_lowercase())
+        })
+        .collect()
 }
 
 /// `name` in lowercase in `buf`, if it fits and is UTF-8.

@@ -153,42 +153,9 @@ pub fn scan(buf: &[u8]) -> Result<Option<Frame>, RespError> {
 /// (space-separated words on one line). Returns the arguments and the bytes consumed;
 /// `Ok(None)` when more bytes are needed.
 pub fn parse_command(buf: &[u8]) -> Result<Option<Parsed>, RespError> {
-    match buf.first() {
-        None => Ok(None),
-        Some(b'*') => {
-            let Some(frame) = scan(buf)? else {
-                return Ok(None);
-            };
-            let Some((head, mut pos)) = line(buf, 1)? else {
-                return Ok(None);
-            };
-            let n = int(head, 1)?;
-            let mut argv = Vec::with_capacity(n.clamp(0, 1024) as usize);
-            for _ in 0..n.max(0) {
-                if buf.get(pos) != Some(&b'$') {
-                    return Err(bad(pos, "a command's arguments must be bulk strings"));
-                }
-                let (h, start) = line(buf, pos + 1)?.ok_or_else(|| bad(pos, "truncated"))?;
-                let len =
-                    usize::try_from(int(h, pos + 1)?).map_err(|_| bad(pos, "null argument"))?;
-                argv.push(buf[start..start + len].to_vec());
-                pos = start + len + 2;
-            }
-            debug_assert_eq!(pos, frame.len);
-            Ok(Some((argv, frame.len)))
-        }
-        Some(_) => {
-            let Some((text, next)) = line(buf, 0)? else {
-                return Ok(None);
-            };
-            let argv = text
-                .split(|b| *b == b' ' || *b == b'\t')
-                .filter(|w| !w.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect();
-            Ok(Some((argv, next)))
-        }
-    }
+    let mut spans = Vec::new();
+    Ok(parse_command_spans(buf, &mut spans)?
+        .map(|n| (spans.iter().map(|r| buf[r.clone()].to_vec()).collect(), n)))
 }
 
 /// [`parse_command`] without copying: the arguments' places in `buf` go to `spans`
