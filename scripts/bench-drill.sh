@@ -19,10 +19,7 @@ trap 'cleanup; rm -rf "$work"' EXIT
 
 rp=$(free_port)
 pp=$(free_port)
-"$REDIS_SERVER" --bind 127.0.0.1 --port "$rp" --dir "$work" --save "" --logfile "$work/redis.log" \
-    --loadmodule "$REDISEARCH_SO" --loadmodule "$REJSON_SO" &
-pids+=($!)
-wait_port "$rp"
+start_redis "$work" redis "$rp" --loadmodule "$REDISEARCH_SO" --loadmodule "$REJSON_SO"
 "$vecwal" proxy redis --listen "127.0.0.1:$pp" --upstream "redis://127.0.0.1:$rp" \
     --data-dir "$work/data" --store "$work/store" --ship-interval 1s \
     >"$work/proxy.out" 2>"$work/proxy.log" &

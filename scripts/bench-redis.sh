@@ -26,9 +26,8 @@ vecwal=$(pwd)/target/release/vecwal
 source scripts/redis-lib.sh
 
 redis_port=$(free_port)
-"$REDIS_SERVER" --bind 127.0.0.1 --port "$redis_port" --save "" --dir "$work" --logfile "$work/redis.log" &
-pids+=($!); redis_pid=$!
-wait_port "$redis_port"
+start_redis "$work" redis "$redis_port"
+redis_pid=$redis_started_pid
 
 twem_port=$(free_port)
 cat >"$work/twem.yml" <<YML
@@ -110,9 +109,7 @@ done
 # Replay: what the always-proxy logged at pipeline 16 (its SETs and HSETs), into an empty
 # Redis, against redis-cli --pipe of the same commands.
 replay_port=$(free_port)
-"$REDIS_SERVER" --bind 127.0.0.1 --port "$replay_port" --save "" --dir "$work" --dbfilename replay.rdb --logfile "$work/replay.log" &
-pids+=($!)
-wait_port "$replay_port"
+start_redis "$work" replay "$replay_port"
 "$vecwal" replay --store "$work/always/store" --from -1h --target "127.0.0.1:$replay_port" --dry-run 2>/dev/null |
     python3 scripts/replay-to-resp.py >"$work/replay.resp"
 cmds=$(grep -c '^\*' "$work/replay.resp" || true)

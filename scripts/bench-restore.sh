@@ -28,9 +28,7 @@ now() { date +%s.%N; }
 
 rp=$(free_port)
 pp=$(free_port)
-"$REDIS_SERVER" --bind 127.0.0.1 --port "$rp" --dir "$work" --save "" --logfile "$work/redis.log" &
-pids+=($!)
-wait_port "$rp"
+start_redis "$work" redis "$rp"
 "$vecwal" proxy redis --listen "127.0.0.1:$pp" --upstream "redis://127.0.0.1:$rp" \
     --data-dir "$work/data" --store "$work/store" --ship-interval 1s \
     >"$work/proxy.out" 2>"$work/proxy.log" &
@@ -59,10 +57,7 @@ resp_bytes=$(stat -c %s "$work/sets.resp")
 
 # Restore into an empty Redis.
 tp=$(free_port)
-"$REDIS_SERVER" --bind 127.0.0.1 --port "$tp" --dir "$work" --dbfilename target.rdb --save "" \
-    --logfile "$work/target.log" &
-pids+=($!)
-wait_port "$tp"
+start_redis "$work" target "$tp"
 t0=$(now)
 "$vecwal" restore redis --store "$work/store" --target "redis://127.0.0.1:$tp" --force \
     >"$work/restore.out" 2>"$work/restore.log"
@@ -104,10 +99,7 @@ PY
 # Into a fresh Redis, as the restore's: a Redis that already held the data once loads it
 # again in about half the time (its allocator keeps the memory).
 ap=$(free_port)
-"$REDIS_SERVER" --bind 127.0.0.1 --port "$ap" --dir "$work" --dbfilename anchor.rdb --save "" \
-    --logfile "$work/anchor.log" &
-pids+=($!)
-wait_port "$ap"
+start_redis "$work" anchor "$ap"
 t2=$(now)
 redis-cli -p "$ap" --pipe <"$work/sets.resp" >/dev/null
 t3=$(now)

@@ -22,17 +22,11 @@ source scripts/redis-lib.sh
 work=$(mktemp -d)
 trap 'cleanup; rm -rf "$work"' EXIT
 
-redis() { # port name
-    "$REDIS_SERVER" --bind 127.0.0.1 --port "$1" --dir "$work" --dbfilename "$2.rdb" --save "" \
-        --logfile "$work/$2.log" &
-    pids+=($!)
-    wait_port "$1"
-}
 
 one_run() { # interval seconds-before-kill run-name
     local iv=$1 secs=$2 name=$3 rp pp fp
     rp=$(free_port); pp=$(free_port); fp=$(free_port)
-    redis "$rp" "$name-primary"
+    start_redis "$work" "$name-primary" "$rp"
     "$vecwal" proxy redis --listen "127.0.0.1:$pp" --upstream "redis://127.0.0.1:$rp" \
         --data-dir "$work/$name/data" --store "$work/$name/store" --ship-interval "$iv" \
         >"$work/$name.out" 2>"$work/$name.log" &
@@ -46,7 +40,7 @@ one_run() { # interval seconds-before-kill run-name
     wait "$proxy" 2>/dev/null || true # (bash would report the kill)
     wait "$writer" || true
     rm -rf "$work/$name/data" # the host is lost: only the store is left
-    redis "$fp" "$name-restored"
+    start_redis "$work" "$name-restored" "$fp"
     "$vecwal" restore redis --store "$work/$name/store" --target "redis://127.0.0.1:$fp" \
         >"$work/$name.restore" 2>&1 || { tail -5 "$work/$name.restore" >&2; return 1; }
     python3 scripts/bench_rpo.py compare "$fp" "$work/$name.acked" "$iv" "$secs"

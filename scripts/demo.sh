@@ -18,15 +18,10 @@ vecwal=$(pwd)/target/release/vecwal
 source scripts/redis-lib.sh
 app() { python3 scripts/demo_client.py "$@"; }
 
-start_redis() { # name port
-    "$REDIS_SERVER" --bind 127.0.0.1 --port "$2" --dir "$dir" --dbfilename "$1.rdb" --save "" \
-        --logfile "$dir/$1.log" --loadmodule "$REDISEARCH_SO" --loadmodule "$REJSON_SO" &
-    pids+=($!)
-    wait_port "$2"
-}
+modules=(--loadmodule "$REDISEARCH_SO" --loadmodule "$REJSON_SO")
 
 prod_port=$(free_port); proxy_port=$(free_port); fresh_port=$(free_port)
-start_redis production "$prod_port"
+start_redis "$dir" production "$prod_port" "${modules[@]}"
 echo "== Redis on 127.0.0.1:$prod_port; vecwal proxy on 127.0.0.1:$proxy_port, store $dir/store"
 echo "   (the proxy's first base snapshot waits out Redis's repl-diskless-sync-delay, 5 s)"
 "$vecwal" proxy redis --listen "127.0.0.1:$proxy_port" --upstream "redis://127.0.0.1:$prod_port" \
@@ -59,7 +54,7 @@ wait "$proxy_pid" || true
 "$vecwal" ls --store "$dir/store"
 
 echo
-start_redis restored "$fresh_port"
+start_redis "$dir" restored "$fresh_port" "${modules[@]}"
 echo "== vecwal restore redis --store $dir/store --at $noted --target redis://127.0.0.1:$fresh_port"
 "$vecwal" restore redis --store "$dir/store" --at "$noted" --target "redis://127.0.0.1:$fresh_port"
 

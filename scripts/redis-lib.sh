@@ -42,3 +42,15 @@ while time.monotonic() < deadline:
 sys.exit(f"{url} did not answer within {seconds:g} s ({last})")
 PY
 }
+# start_redis DIR NAME PORT [ARG...]: a redis-server on 127.0.0.1:PORT with its RDB and log at
+# DIR/NAME.rdb and DIR/NAME.log, no save points (nothing here saves on a schedule) and the
+# ARGs; waits until it answers PING. Its PID is in $redis_started_pid.
+start_redis() {
+    local dir=$1 name=$2 port=$3
+    shift 3
+    "$REDIS_SERVER" --bind 127.0.0.1 --port "$port" --dir "$dir" --dbfilename "$name.rdb" \
+        --save "" --logfile "$dir/$name.log" "$@" &
+    redis_started_pid=$!
+    pids+=($!)
+    wait_port "$port"
+}
