@@ -23,7 +23,7 @@ use vecwal_format::Operation;
 use super::snapshot::{marker, store_rdb, SnapshotError, FORK_WAIT};
 use crate::capture::redis_repl::{ReplClient, ReplConfig, ReplError, ReplEvent};
 use crate::catalog::SnapshotManifest;
-use crate::log::{now_us, Entry, Log, LogError};
+use crate::log::{now_us, Appended, Entry, Log, LogError};
 use crate::protocol::redis_client::RedisTarget;
 use crate::ship::{ShipConfig, Shipper};
 use crate::store::{Keyring, Store};
@@ -71,6 +71,11 @@ pub enum TapError {
     /// An on-demand snapshot that could not be tied to an exact LSN.
     #[error("the snapshot could not be aligned: {0}; try again")]
     Align(String),
+    #[error(
+        "the log ends at LSN {logged} but the tap's position is for LSN {saved} \
+         (an append failed); a full resync follows"
+    )]
+    Diverged { saved: u64, logged: u64 },
 }
 
 /// How this run of the tap began.
@@ -109,18 +114,43 @@ impl Shared {
         self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn save(&self, saved: &Saved) -> Result<(), TapError> {
+    /// Appends `entries` (maybe none) and moves the saved position to `next`, whose LSN is
+    /// the log's last once they are in. The position file names `next`, and the current
+    /// position if `resumable`, before the append starts: whatever crashes when, the one
+    /// that matches the log is right, and the file is not touched after the append.
+    async fn advance(
+        &self,
+        saved: &mut Saved,
+        entries: Vec<Entry>,
+        next: Saved,
+        resumable: bool,
+    ) -> Result<Option<Appended>, TapError> {
+        let n = entries.len() as u64;
+        let logged = self.log.last_lsn();
+        if logged != saved.lsn || next.lsn != logged + n {
+            // Only the tap appends to its log, under this lock: a failed append moved it.
+            return Err(TapError::Diverged {
+                saved: saved.lsn,
+                logged,
+            });
+        }
+        let before = (n > 0 && resumable).then_some(&*saved);
         self.position_file
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .write(saved)
+            .write(&next, before)
             .map_err(|source| TapError::Position {
                 path: self.data_dir.join(position::FILE),
                 source,
             })?;
+        let appended = match n {
+            0 => None,
+            _ => Some(self.log.append_batch(entries).await?),
+        };
+        *saved = next;
         self.committed
             .send_replace((saved.replid.clone(), saved.offset));
-        Ok(())
+        Ok(appended)
     }
 
     /// Appends `entries` (maybe none) and moves the committed position to `offset`.
@@ -135,27 +165,26 @@ impl Shared {
         db: u32,
     ) -> Result<(), TapError> {
         let mut saved = self.saved.lock().await;
-        let mut lsn = saved.lsn;
-        if !entries.is_empty() {
-            let n = entries.len() as u64;
-            let first = self.log.append_batch(entries).await?;
-            lsn = first.lsn + n - 1;
+        let lsn = saved.lsn + entries.len() as u64;
+        let next = Saved::new(self.log.meta(), lsn, replid, offset, db);
+        if let Some(first) = self.advance(&mut saved, entries, next, true).await? {
             let mut h = self.history();
             for &(unit_end, count) in units {
                 h.push(unit_end, first.lsn + count - 1, first.timestamp_us);
             }
         }
-        *saved = Saved::new(self.log.meta(), lsn, replid, offset, db);
-        self.save(&saved)
+        Ok(())
     }
 
     /// Appends a marker; the position stays.
     async fn append_marker(&self, entry: Entry) -> Result<u64, TapError> {
         let mut saved = self.saved.lock().await;
-        let a = self.log.append(entry).await?;
-        saved.lsn = a.lsn;
-        self.save(&saved)?;
-        Ok(a.lsn)
+        let next = Saved {
+            lsn: saved.lsn + 1,
+            ..saved.clone()
+        };
+        self.advance(&mut saved, vec![entry], next, true).await?;
+        Ok(saved.lsn)
     }
 
     /// Handles the first event of a connection: the full sync's RDB, or the continue of a
@@ -208,10 +237,15 @@ impl Shared {
             rdb,
         )
         .await?;
-        let m = self.log.append(marker(&manifest)?).await?;
+        // Where the log ends now is not resumable: a crash before the marker is logged
+        // must lead to another full sync, as this one would have been lost.
+        let next = Saved::new(self.log.meta(), lsn + 1, replid, offset, 0);
+        *saved = Saved::new(self.log.meta(), lsn, "?", 0, 0);
+        let m = self
+            .advance(&mut saved, vec![marker(&manifest)?], next, false)
+            .await?;
+        let m = m.expect("one entry appended");
         *self.history() = History::new(replid, offset, m.lsn, m.timestamp_us);
-        *saved = Saved::new(self.log.meta(), m.lsn, replid, offset, 0);
-        self.save(&saved)?;
         tracing::info!(lsn, bytes, "full sync stored as the base snapshot");
         Ok(bytes)
     }
@@ -619,8 +653,12 @@ async fn run(shared: Arc<Shared>, mut client: ReplClient, stop: Arc<Notify>) {
                 _ = stop.notified() => return,
             }
             delay = (delay * 2).min(Duration::from_secs(5));
-            let resume = shared.saved.lock().await.position();
-            let begun = match ReplClient::connect(&shared.cfg, Some(&resume)).await {
+            // A failed append may have left records the position does not cover.
+            let resume = {
+                let saved = shared.saved.lock().await;
+                (saved.lsn == shared.log.last_lsn()).then(|| saved.position())
+            };
+            let begun = match ReplClient::connect(&shared.cfg, resume.as_ref()).await {
                 Ok(mut c) => shared.begin(&mut c).await.map(|b| (c, b)),
                 Err(e) => Err(e.into()),
             };

@@ -16,11 +16,12 @@ pub const FILE: &str = "tap-position.json";
 /// What the log holds, up to `lsn`, is exactly the master's history up to `offset` of
 /// `replid`; at that offset the stream had `db` selected.
 ///
-/// Written after every batch the tap logs. It is trusted on restart only when `lsn` equals
-/// the log's last LSN: then no record is missing or doubled whatever crashed when. Any
-/// other state (a crash between a batch and this file, a torn log tail, a file from another
-/// stream) makes the tap ask for a full resync, which takes a new aligned base: slower,
-/// never wrong.
+/// Written before every batch the tap logs, naming both the position the batch brings the
+/// log to and the one it starts from (see [`PositionFile`]). One of them is trusted on
+/// restart only when its `lsn` equals the log's last LSN: then no record is missing or
+/// doubled whatever crashed when. Any other state (a crash that cut a batch short, a file
+/// from another stream) makes the tap ask for a full resync, which takes a new aligned
+/// base: slower, never wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Saved {
     pub stream_id: String,
@@ -50,7 +51,7 @@ impl Saved {
         }
     }
 
-    /// The saved position in `dir` if it describes exactly this log; otherwise why not.
+    /// The saved position in `dir` that describes exactly this log; otherwise why none does.
     pub fn load(dir: &Path, meta: &StreamMeta, last_lsn: u64) -> Result<Saved, String> {
         let path = dir.join(FILE);
         let bytes = match std::fs::read(&path) {
@@ -62,46 +63,72 @@ impl Saved {
         };
         let stored: Stored = serde_json::from_slice(&bytes)
             .map_err(|e| format!("{} is not a replication position: {e}", path.display()))?;
-        let saved = stored.saved;
         // Files from before the check was added were replaced whole, never torn.
-        if stored.crc.is_some_and(|c| c != crc_of(&saved)) {
+        if stored
+            .crc
+            .is_some_and(|c| c != crc_of(&stored.saved, stored.before.as_ref()))
+        {
             return Err(format!(
                 "{} fails its check (a write torn by a power cut)",
                 path.display()
             ));
         }
-        if saved != Saved::new(meta, saved.lsn, &saved.replid, saved.offset, saved.db) {
+        let ours = |s: &Saved| *s == Saved::new(meta, s.lsn, &s.replid, s.offset, s.db);
+        if !ours(&stored.saved) || !stored.before.as_ref().is_none_or(ours) {
             return Err("the saved position belongs to another stream or timeline".into());
         }
-        if saved.lsn != last_lsn {
-            return Err(format!(
+        let Stored { saved, before, .. } = stored;
+        match before {
+            _ if saved.lsn == last_lsn => Ok(saved),
+            Some(b) if b.lsn == last_lsn => Ok(b),
+            Some(b) if b.lsn < last_lsn && last_lsn < saved.lsn => Err(format!(
+                "the log ends at LSN {last_lsn}, inside the batch of LSNs {} to {} that a \
+                 crash cut short",
+                b.lsn + 1,
+                saved.lsn
+            )),
+            _ => Err(format!(
                 "the saved position is for LSN {} but the log ends at LSN {last_lsn}",
                 saved.lsn
-            ));
+            )),
         }
-        Ok(saved)
     }
 }
 
-/// The file as written: the position and a CRC-32 of its compact JSON.
+/// The file as written: the position the log reaches once the batch being appended is in
+/// (at the top level, where files before `before` existed kept their only position, so an
+/// older vecwal reads it as it always did), the position before that batch, and a CRC-32
+/// of their compact JSON.
 #[derive(Serialize, Deserialize)]
 struct Stored {
     #[serde(flatten)]
     saved: Saved,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    before: Option<Saved>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     crc: Option<u32>,
 }
 
-fn crc_of(saved: &Saved) -> u32 {
-    crc32fast::hash(&serde_json::to_vec(saved).expect("serializes"))
+fn crc_of(saved: &Saved, before: Option<&Saved>) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&serde_json::to_vec(saved).expect("serializes"));
+    if let Some(b) = before {
+        h.update(&serde_json::to_vec(b).expect("serializes"));
+    }
+    h.finalize()
 }
 
 /// Bytes the file is padded to, so a shorter position overwrites all of a longer one.
 const PADDED: usize = 512;
 
-/// The position file, open for the tap's life and overwritten in place after every batch:
+/// The position file, open for the tap's life and overwritten in place before every batch:
 /// one `pwrite` instead of a create, write and rename per batch (the rename was a sixth of
 /// the proxy's CPU at pipeline 1, and put the journal on the write path).
+///
+/// Written before the batch, naming where the log stands and where the batch takes it, so
+/// a kill anywhere around the append leaves a file that matches the log: before the
+/// records reach the log file, or after. Written after it instead, a kill between the two
+/// (a likely moment for a busy tap) left the file a batch behind and cost a full resync.
 ///
 /// Not fsynced: after a power cut an older version may come back, whose LSN then no longer
 /// matches the log's (a full resync), or matches it exactly because the log lost the same
@@ -123,12 +150,13 @@ impl PositionFile {
         Ok(PositionFile { file, len })
     }
 
-    /// Replaces the file's content with `saved`.
-    pub fn write(&mut self, saved: &Saved) -> std::io::Result<()> {
+    /// Replaces the file's content with `saved`, and `before` if the log may still be there.
+    pub fn write(&mut self, saved: &Saved, before: Option<&Saved>) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let stored = Stored {
             saved: saved.clone(),
-            crc: Some(crc_of(saved)),
+            before: before.cloned(),
+            crc: Some(crc_of(saved, before)),
         };
         let mut line = serde_json::to_vec(&stored).expect("serializes");
         // Spaces (JSON whitespace) cover whatever a longer earlier write left.
@@ -234,9 +262,10 @@ mod tests {
         let err = Saved::load(dir.path(), &meta, 0).unwrap_err();
         assert!(err.contains("no saved"), "{err}");
         let mut file = PositionFile::open(dir.path()).unwrap();
-        file.write(&Saved::new(&meta, 5, "a-long-replication-id", 900, 3))
+        file.write(&Saved::new(&meta, 5, "a-long-replication-id", 900, 3), None)
             .unwrap();
-        file.write(&Saved::new(&meta, 5, "id", 900, 3)).unwrap();
+        file.write(&Saved::new(&meta, 5, "id", 900, 3), None)
+            .unwrap();
         let back = Saved::load(dir.path(), &meta, 5).unwrap();
         assert_eq!((back.replid.as_str(), back.offset), ("id", 900));
         let err = Saved::load(dir.path(), &meta, 6).unwrap_err();
@@ -259,5 +288,45 @@ mod tests {
         assert_eq!(Saved::load(dir.path(), &meta, 5).unwrap().offset, 900);
         std::fs::write(&path, b"{").unwrap();
         assert!(Saved::load(dir.path(), &meta, 5).is_err());
+    }
+
+    #[test]
+    fn a_crash_before_or_after_a_batch_reaches_the_log_keeps_a_matching_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = StreamMeta {
+            name: "r".into(),
+            stream_id: 42,
+            timeline: 1,
+            created: String::new(),
+            branch: None,
+        };
+        let before = Saved::new(&meta, 5, "id", 900, 0);
+        let after = Saved::new(&meta, 8, "id", 1000, 2);
+        PositionFile::open(dir.path())
+            .unwrap()
+            .write(&after, Some(&before))
+            .unwrap();
+        assert_eq!(Saved::load(dir.path(), &meta, 8).unwrap(), after, "logged");
+        assert_eq!(
+            Saved::load(dir.path(), &meta, 5).unwrap(),
+            before,
+            "not yet"
+        );
+        let err = Saved::load(dir.path(), &meta, 6).unwrap_err();
+        assert!(
+            err.contains("ends at LSN 6, inside the batch of LSNs 6 to 8"),
+            "{err}"
+        );
+        let err = Saved::load(dir.path(), &meta, 9).unwrap_err();
+        assert!(
+            err.contains("is for LSN 8 but the log ends at LSN 9"),
+            "{err}"
+        );
+        // The check covers both positions.
+        let path = dir.path().join(FILE);
+        let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        std::fs::write(&path, text.replace("900", "901")).unwrap();
+        let err = Saved::load(dir.path(), &meta, 5).unwrap_err();
+        assert!(err.contains("fails its check"), "{err}");
     }
 }
