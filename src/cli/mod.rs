@@ -68,8 +68,12 @@ pub enum Command {
 
 /// The runtime of the commands that do network or store I/O.
 fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
+    rt_with(2)
+}
+
+fn rt_with(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
@@ -84,7 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Status(a) => rt()?.block_on(status::run(a)),
         Command::Prune(a) => rt()?.block_on(prune::run(a)),
         Command::Ship(a) => rt()?.block_on(ship::run(a)),
-        Command::Proxy(a) => rt()?.block_on(proxy::run(a)),
+        Command::Proxy(a) => rt_with(a.threads())?.block_on(proxy::run(a)),
         Command::Tap(a) => rt()?.block_on(tap::run(a)),
         Command::Snapshot(a) => rt()?.block_on(snapshot::run(a)),
         Command::Restore(a) => rt()?.block_on(restore::run(a)),

@@ -122,8 +122,25 @@ struct RedisArgs {
     /// gets its own, as Redis would see it without the proxy).
     #[arg(long, value_name = "N", default_value_t = 1)]
     shared_connections: usize,
+    /// Threads serving client and upstream connections. One, as in Redis's own event loop
+    /// and twemproxy's: with two, hand-offs between them cost 17% more CPU per request at
+    /// pipeline 1 on a busy machine (docs/benchmarks.md). The log's writer, segment
+    /// sealing and snapshot hashing run on threads of their own either way.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
     #[command(flatten)]
     capture: CaptureArgs,
+}
+
+impl Args {
+    /// Worker threads of the runtime the command runs on.
+    pub fn threads(&self) -> usize {
+        match &self.target {
+            Target::Redis(a) => a.threads.into(),
+            // Parsing JSON and protobuf bodies is per-request work worth a second core.
+            Target::Qdrant(_) => 2,
+        }
+    }
 }
 
 pub async fn run(a: Args) -> anyhow::Result<ExitCode> {

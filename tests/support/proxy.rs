@@ -62,6 +62,9 @@ impl Proxied {
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("VECWAL_LOG"))
             .with_test_writer()
             .try_init();
+        // Two workers where `vecwal proxy redis` defaults to one (`--threads`): the
+        // proxies of these tests cover tasks moving between threads; the CLI tests and
+        // the conformance runs cover the default.
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
