@@ -2,15 +2,22 @@
 # Qdrant benchmarks (issue 5): upsert throughput and p99, direct and through `vecwal proxy
 # qdrant`, REST and gRPC, in one run; then `vecwal restore qdrant` against a direct bulk
 # upsert of the same points. Needs a Qdrant server (QDRANT_BIN or `qdrant` on PATH; see
-# docs/qdrant.md) and the services venv (scripts/services.sh).
+# docs/qdrant.md) and the services venv (scripts/services.sh). VECWAL_BIN: a vecwal to
+# measure instead of this checkout's release build. FSYNC: the proxies' --fsync (default
+# always, the proxy's own default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/redis-lib.sh
 eval "$(./scripts/services.sh)"
 qdrant=${QDRANT_BIN:-$(command -v qdrant || true)}
 [ -x "$qdrant" ] || { echo "no Qdrant server: set QDRANT_BIN (docs/qdrant.md)" >&2; exit 1; }
-cargo build --release --quiet --bin vecwal
-vecwal=$(pwd)/target/release/vecwal
+# VECWAL_BIN runs another build instead (an A/B of two builds on the same machine).
+if [ -n "${VECWAL_BIN:-}" ]; then
+    vecwal=$VECWAL_BIN
+else
+    cargo build --release --quiet --bin vecwal
+    vecwal=$(pwd)/target/release/vecwal
+fi
 work=$(mktemp -d); pids=(); trap 'cleanup; rm -rf "$work"' EXIT
 
 q_http=$(free_port); q_grpc=$(free_port); p_http=$(free_port); p_grpc=$(free_port)
@@ -22,12 +29,12 @@ pids+=($!)
 wait_http "http://127.0.0.1:$q_http/readyz" 60
 "$vecwal" proxy qdrant --listen-http "127.0.0.1:$p_http" --listen-grpc "127.0.0.1:$p_grpc" \
     --upstream-http "http://127.0.0.1:$q_http" --upstream-grpc "http://127.0.0.1:$q_grpc" \
-    --data-dir "$work/data" --store "$work/store" --ship-interval 1s > "$work/proxy.out" 2>"$work/proxy.log" &
+    --data-dir "$work/data" --store "$work/store" --ship-interval 1s --fsync "${FSYNC:-always}" > "$work/proxy.out" 2>"$work/proxy.log" &
 proxy=$!; pids+=($proxy)
 p2_http=$(free_port); p2_grpc=$(free_port)
 "$vecwal" proxy qdrant --listen-http "127.0.0.1:$p2_http" --listen-grpc "127.0.0.1:$p2_grpc" \
     --upstream-http "http://127.0.0.1:$q_http" --upstream-grpc "http://127.0.0.1:$q_grpc" \
-    --data-dir "$work/data2" --store "$work/store2" --ship-interval 1s > "$work/proxy2.out" 2>"$work/proxy2.log" &
+    --data-dir "$work/data2" --store "$work/store2" --ship-interval 1s --fsync "${FSYNC:-always}" > "$work/proxy2.out" 2>"$work/proxy2.log" &
 proxy2=$!; pids+=($proxy2)
 wait_line "$work/proxy.out" "listening on" 60 "$proxy" "$work/proxy.log"
 wait_line "$work/proxy2.out" "listening on" 60 "$proxy2" "$work/proxy2.log"
