@@ -224,6 +224,16 @@ impl History {
 mod tests {
     use super::*;
 
+    fn meta() -> StreamMeta {
+        StreamMeta {
+            name: "r".into(),
+            stream_id: 42,
+            timeline: 1,
+            created: String::new(),
+            branch: None,
+        }
+    }
+
     #[test]
     fn offsets_map_to_the_last_lsn_logged_at_or_before_them() {
         let mut h = History::new("a", 100, 7, 1);
@@ -252,13 +262,7 @@ mod tests {
     #[test]
     fn a_saved_position_is_trusted_only_for_the_exact_log() {
         let dir = tempfile::tempdir().unwrap();
-        let meta = StreamMeta {
-            name: "r".into(),
-            stream_id: 42,
-            timeline: 1,
-            created: String::new(),
-            branch: None,
-        };
+        let meta = meta();
         let err = Saved::load(dir.path(), &meta, 0).unwrap_err();
         assert!(err.contains("no saved"), "{err}");
         let mut file = PositionFile::open(dir.path()).unwrap();
@@ -293,13 +297,7 @@ mod tests {
     #[test]
     fn a_crash_before_or_after_a_batch_reaches_the_log_keeps_a_matching_position() {
         let dir = tempfile::tempdir().unwrap();
-        let meta = StreamMeta {
-            name: "r".into(),
-            stream_id: 42,
-            timeline: 1,
-            created: String::new(),
-            branch: None,
-        };
+        let meta = meta();
         let before = Saved::new(&meta, 5, "id", 900, 0);
         let after = Saved::new(&meta, 8, "id", 1000, 2);
         PositionFile::open(dir.path())
