@@ -157,6 +157,9 @@ struct State {
     closing: bool,
     roll_requested: bool,
     sync_requested: bool,
+    /// An appender wrote and the writer has something new to time (see
+    /// [`writer::write_inline`]).
+    wake: bool,
     failed: Option<Arc<LogError>>,
     /// Why the log, or the capture in front of it, cannot log for now, by who says so
     /// (see [`Log::set_blocked`]); while any is set, new writes are refused.
@@ -175,6 +178,9 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the writer when there is work.
     work: Condvar,
+    /// The open segment; whoever holds it takes all of `pending` and writes it, so frames
+    /// reach the file in LSN order. Taken before `state` when both are held.
+    file: Mutex<writer::FileState>,
     progress: watch::Sender<Progress>,
 }
 
@@ -289,10 +295,12 @@ impl Log {
                 // more often than that never ship.
                 roll_requested: !r.open_segment.is_empty(),
                 sync_requested: false,
+                wake: false,
                 failed: None,
                 blocked: Default::default(),
             }),
             work: Condvar::new(),
+            file: Mutex::new(writer::FileState::new(r.open_segment)),
             progress,
             cfg,
         });
@@ -306,10 +314,9 @@ impl Log {
             .spawn(move || sealer::run(s, seal_rx))
             .map_err(|e| LogError::io("spawn sealer thread for", dir, e))?;
         let s = shared.clone();
-        let open = r.open_segment;
         let writer = std::thread::Builder::new()
             .name("vecwal-writer".into())
-            .spawn(move || writer::run(s, open, seal_tx))
+            .spawn(move || writer::run(s, seal_tx))
             .map_err(|e| LogError::io("spawn writer thread for", dir, e))?;
         let log = Log {
             shared,
@@ -390,7 +397,9 @@ impl Log {
         st.pending_last_lsn = st.next_lsn - 1;
         let last = st.pending_last_lsn;
         drop(st);
-        self.shared.work.notify_one();
+        if !writer::write_inline(&self.shared) {
+            self.shared.work.notify_one();
+        }
         Ok((
             Appended {
                 lsn: first,
