@@ -57,6 +57,44 @@ async fn records_come_back_in_call_order_with_dense_lsns_after_reopen() {
         .all(|w| w[0].timestamp_us <= w[1].timestamp_us));
 }
 
+/// Under everysec and no, an appender writes its own frames while the writer thread
+/// sleeps; the writer must still be woken for what it times. A lone write, with nothing
+/// after it, is fsynced by the everysec tick and sealed by the age roll. Three lone writes
+/// each: one that finds the writer thread busy hands its frames to it, which times them
+/// anyway, so only the writes the appender makes itself test the wake (with the wake
+/// removed, this test hung on the first in a check by hand).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_write_is_fsynced_each_second_and_rolled_by_age_without_more_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.fsync = FsyncPolicy::Everysec;
+    let (log, _) = Log::open(dir.path(), cfg).unwrap();
+    for seq in 0..3 {
+        let lsn = log.append(entry(0, seq)).await.unwrap().lsn;
+        let synced = tokio::time::timeout(Duration::from_secs(10), log.wait_synced(lsn)).await;
+        assert!(
+            synced.is_ok(),
+            "no fsync within 10 s of lone everysec write {seq}"
+        );
+    }
+    log.close().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.fsync = FsyncPolicy::No;
+    cfg.segment_max_age = Duration::from_millis(200);
+    let (log, _) = Log::open(dir.path(), cfg).unwrap();
+    for seq in 0..3 {
+        let lsn = log.append(entry(0, seq)).await.unwrap().lsn;
+        let sealed = tokio::time::timeout(Duration::from_secs(10), log.wait_sealed(lsn)).await;
+        assert!(
+            sealed.is_ok(),
+            "lone write {seq}: a 200 ms segment not rolled within 10 s"
+        );
+    }
+    log.close().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fsync_policy_keeps_every_acknowledged_record_across_rolls() {
     for policy in [FsyncPolicy::Always, FsyncPolicy::Everysec, FsyncPolicy::No] {

@@ -427,6 +427,11 @@ impl Log {
         Ok(self.sealed_lsn())
     }
 
+    /// Resolves once `lsn` is fsynced, by whatever the policy does, without asking for it.
+    pub async fn wait_synced(&self, lsn: u64) -> Result<()> {
+        wait_for(self.shared.progress.subscribe(), lsn, FsyncPolicy::Always).await
+    }
+
     /// Resolves once a sealed segment holds `lsn` (segments roll by size, age or
     /// [`Log::roll`]).
     pub async fn wait_sealed(&self, lsn: u64) -> Result<()> {
