@@ -66,13 +66,28 @@ def canonical_id(pid):
     return (0, pid, "") if isinstance(pid, int) else (1, 0, str(pid).lower())
 
 
+def _settled(info):
+    """What of a collection's info must stop changing before its state is read."""
+    return json.dumps([info.get("config"), info.get("payload_schema"), info.get("points_count")],
+                      sort_keys=True)
+
+
 def read_state(base, name):
     """The collection's config, payload indexes and every point, or None when it is absent."""
     info = _info(base, name)
     if info is None:
         return None
+    # An empty queue is not enough: the update Qdrant took off it last may still be being
+    # applied (a payload index deleted with wait=false was seen still present, then gone
+    # from the restore). So wait, too, until two reads 50 ms apart agree.
     deadline = time.monotonic() + QUEUE_WAIT_S
-    while (info.get("update_queue") or {}).get("length", 0) > 0 and time.monotonic() < deadline:
+    seen = None
+    while time.monotonic() < deadline:
+        queued = (info.get("update_queue") or {}).get("length", 0)
+        now = _settled(info)
+        if queued == 0 and now == seen:
+            break
+        seen = now if queued == 0 else None
         time.sleep(0.05)
         info = _info(base, name) or info
     state = {
